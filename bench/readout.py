@@ -1,0 +1,120 @@
+"""Cell 5 speed: map extraction, one readout epoch, and the eight-config suite, against the seed's code, in one run.
+
+    python bench/readout.py [--n 1024] [--threads 2] [--epochs 3] [--reference PATH]
+
+(1) images/s of `extract_conduit_maps` vs the seed's per-batch loop (einsum Gram + conduit + .cpu() per batch), both on
+the same PatchSVAE and images. The seed used geolip-core's FLEighConduit: pass --reference (or GEOLIP_CORE_PATH) to a
+checkout of AbstractEyes/geolip-core to time the seed loop with it; otherwise the seed loop runs with geoprobe's conduit
+and the ratio shows the loop alone.
+(2) one training epoch of the readout: the seed's ConduitDataset + DataLoader(num_workers=4) loop vs `train_and_eval`
+(which also evaluates a validation split every epoch; its set-up and final test passes are counted in), per epoch, on
+the same maps (13 channels).
+(3) wall time of the whole eight-config suite (`run_readout`, one seed) at --epochs.
+"""
+import argparse, os, sys, time
+import torch, torch.nn.functional as F
+
+from geoprobe.conduit import FLEighConduit
+from geoprobe.data import InMemoryLoader, load_digits_images
+from geoprobe.maps import extract_conduit_maps
+from geoprobe.readout import SpatialConvClassifier, run_readout, train_and_eval
+from geoprobe.svae import PatchSVAE, extract_patches, small_svae_config
+
+
+def reference_conduit(path):
+    path = path or os.environ.get('GEOLIP_CORE_PATH')
+    if path: sys.path.insert(0, path)
+    try:
+        from geolip_core.linalg.conduit import FLEighConduit as Ref
+        return Ref(), 'geolip-core reference conduit'
+    except ImportError:
+        return FLEighConduit(), "geoprobe's conduit (reference not importable)"
+
+
+def seed_extract(model, loader, conduit, ps=4, D=4):
+    "The seed's extraction loop, transcribed (Cell 5, `extract_conduit_maps`)."
+    all_S, all_f, all_t, all_e, all_l = [], [], [], [], []
+    for images, labels in loader:
+        with torch.no_grad():
+            out = model(images)
+            recon, S, Vt = out['recon'], out['svd']['S'], out['svd']['Vt']
+            B, N, _ = S.shape
+            gh = gw = int(N ** 0.5)
+            inp_p, _, _ = extract_patches(images, ps); rec_p, _, _ = extract_patches(recon, ps)
+            patch_mse = (inp_p - rec_p).pow(2).mean(dim=-1)
+            G = torch.einsum('bnij,bnj,bnjk->bnik', Vt.transpose(-2, -1), S.pow(2), Vt)
+            packet = conduit(G.reshape(B * N, D, D))
+            all_S.append(S.reshape(B, gh, gw, D).cpu()); all_f.append(packet.friction.reshape(B, gh, gw, D).cpu())
+            all_t.append(packet.settle.reshape(B, gh, gw, D).cpu()); all_e.append(patch_mse.reshape(B, gh, gw, 1).cpu())
+            all_l.append(labels)
+    return {'S': torch.cat(all_S), 'friction': torch.cat(all_f), 'settle': torch.cat(all_t), 'error': torch.cat(all_e), 'labels': torch.cat(all_l)}
+
+
+class ConduitDataset(torch.utils.data.Dataset):
+    "The seed's per-sample dataset over precomputed maps."
+    def __init__(self, data, channels='S', augment=False):
+        self.labels, self.augment = data['labels'], augment
+        parts = []
+        if 'S' in channels: parts.append(data['S'].permute(0, 3, 1, 2))
+        if 'F' in channels: parts.append(data['friction'].permute(0, 3, 1, 2))
+        if 'T' in channels: parts.append(data['settle'].permute(0, 3, 1, 2))
+        if 'E' in channels: parts.append(data['error'].permute(0, 3, 1, 2))
+        self.maps = torch.cat(parts, dim=1)
+    def __len__(self): return len(self.labels)
+    def __getitem__(self, idx):
+        x = self.maps[idx]
+        if self.augment and torch.rand(1).item() > 0.5: x = x.flip(-1)
+        return x, self.labels[idx]
+
+
+def seed_epoch(maps, channels='SFET', batch_size=128, lr=3e-4):
+    "One epoch of the seed's training loop (train + test pass), timed."
+    ds = ConduitDataset(maps, channels, augment=True)
+    dl = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=4, drop_last=True)
+    te = torch.utils.data.DataLoader(ConduitDataset(maps, channels), batch_size=batch_size, shuffle=False, num_workers=4)
+    model = SpatialConvClassifier(ds.maps.shape[1], 10)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    t = time.perf_counter()
+    model.train()
+    for x, y in dl:
+        loss = F.cross_entropy(model(x), y); opt.zero_grad(); loss.backward(); opt.step()
+    model.eval()
+    with torch.no_grad():
+        for x, y in te: model(x).argmax(-1)
+    return time.perf_counter() - t
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--n', type=int, default=1024, help='images for the extraction benchmark')
+    ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--epochs', type=int, default=3, help='epochs per config in the suite timing')
+    ap.add_argument('--reference', default=None, help='path of a geolip-core checkout')
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    model = PatchSVAE(small_svae_config()).eval()
+    x, y = load_digits_images(64, 'all')
+    reps = -(-a.n // len(x))
+    x, y = x.repeat(reps, 1, 1, 1)[:a.n], y.repeat(reps)[:a.n]
+    ref, ref_name = reference_conduit(a.reference)
+
+    loader = InMemoryLoader(x, y, batch_size=128)
+    seed_extract(model, InMemoryLoader(x[:256], y[:256], batch_size=128), ref)
+    t = time.perf_counter(); seed_maps = seed_extract(model, loader, ref); t_seed = time.perf_counter() - t
+    t = time.perf_counter(); maps = extract_conduit_maps(model, loader, progress=False); t_ours = time.perf_counter() - t
+    assert torch.equal(maps['settle'], seed_maps['settle']) or ref_name.startswith('geolip'), 'maps differ'
+    print(f'(1) extraction, {a.n} images of 64x64, {a.threads} threads; seed loop uses {ref_name}')
+    print(f'    seed loop: {a.n / t_seed:8.0f} images/s   geoprobe: {a.n / t_ours:8.0f} images/s   ratio {t_seed / t_ours:.2f}x')
+
+    big = {k: v.repeat(*([max(1, 10_000 // len(v))] + [1] * (v.dim() - 1))) for k, v in maps.items()}
+    n_maps = len(big['labels'])
+    t_seed_ep = min(seed_epoch(big) for _ in range(2))
+    t_ours_ep = min(train_and_eval(big, big, 'SFET', epochs=2, seed=0)['time_s'] / 2 for _ in range(2))
+    print(f'(2) readout epoch on {n_maps} maps x 13 channels (train + eval pass)')
+    print(f'    seed Dataset+DataLoader(num_workers=4): {t_seed_ep:.2f} s   geoprobe train_and_eval (incl. validation): {t_ours_ep:.2f} s   ratio {t_seed_ep / t_ours_ep:.2f}x')
+
+    t = time.perf_counter(); run_readout(maps, maps, seeds=(0,), epochs=a.epochs, verbose=False); t_suite = time.perf_counter() - t
+    print(f'(3) eight-config suite, one seed, {a.epochs} epochs, {len(maps["labels"])} maps: {t_suite:.1f} s')
+
+
+if __name__ == '__main__': main()

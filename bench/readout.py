@@ -19,7 +19,7 @@ from geoprobe.conduit import FLEighConduit
 from geoprobe.data import InMemoryLoader, load_digits_images
 from geoprobe.maps import extract_conduit_maps
 from geoprobe.readout import SpatialConvClassifier, run_readout, train_and_eval
-from geoprobe.svae import PatchSVAE, extract_patches, small_svae_config
+from geoprobe.svae import FRECKLES_V40_CONFIG, PatchSVAE, extract_patches, small_svae_config
 
 
 def reference_conduit(path):
@@ -103,9 +103,10 @@ def main():
     ap.add_argument('--epochs', type=int, default=3, help='epochs per config in the suite timing')
     ap.add_argument('--reference', default=None, help='path of a geolip-core checkout')
     ap.add_argument('--reference-svae', default=None, help='path of a geolip-svae checkout')
+    ap.add_argument('--config', default='small', choices=['small', 'freckles'], help="autoencoder size: geoprobe's small one or Freckles v40 [small]")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    model = PatchSVAE(small_svae_config()).eval()
+    model = PatchSVAE(small_svae_config() if a.config == 'small' else FRECKLES_V40_CONFIG).eval()
     x, y = load_digits_images(64, 'all')
     reps = -(-a.n // len(x))
     x, y = x.repeat(reps, 1, 1, 1)[:a.n], y.repeat(reps)[:a.n]
@@ -117,7 +118,7 @@ def main():
     t = time.perf_counter(); seed_maps = seed_extract(ref_model, loader, ref); t_seed = time.perf_counter() - t
     t = time.perf_counter(); maps = extract_conduit_maps(model, loader, progress=False); t_ours = time.perf_counter() - t
     assert torch.allclose(maps['S'].float(), seed_maps['S'].float(), atol=1e-4), 'S maps differ'
-    print(f'(1) extraction, {a.n} images of 64x64, {a.threads} threads; seed loop uses {ref_model_name} and {ref_name}')
+    print(f'(1) extraction, {a.n} images of 64x64, {a.config} PatchSVAE, {a.threads} threads; seed loop uses {ref_model_name} and {ref_name}')
     print(f'    seed loop: {a.n / t_seed:8.0f} images/s   geoprobe: {a.n / t_ours:8.0f} images/s   ratio {t_seed / t_ours:.2f}x')
 
     big = {k: v.repeat(*([max(1, 10_000 // len(v))] + [1] * (v.dim() - 1))) for k, v in maps.items()}

@@ -2,7 +2,7 @@
 
     python bench/distributed.py [--jobs 4] [--epochs-per-lambda 6] [--workers 2]
 
-Each job is one W1 sweep (`geoprobe.distributed.w1_sweep_job`: the small CNN on the embedded digits, the seed's eleven λs)
+Each job is one W1 sweep (`geoprobe.sweep.w1_sweep_job`: the small CNN on the embedded digits, the original's eleven λs)
 from the same starting checkpoint into its own folder, so all jobs do the same work. The sequential run calls the jobs
 in this process with torch using every core; the parallel run starts a local Ray and runs them through `run_jobs` with
 `--workers` one-thread workers. Ray's fixed start-up (starting Ray and its first worker processes) is timed apart.
@@ -13,8 +13,9 @@ from pathlib import Path
 import torch
 
 from geoprobe.data import load_digits_images
-from geoprobe.dualgrad import small_cnn, prepare_branch_checkpoints
-from geoprobe.distributed import digits_spec, w1_jobs, execute_job, run_jobs, start_ray
+from geoprobe.dualgrad import prepare_branch_checkpoints, w1_data_spec
+from geoprobe.distributed import Job, execute_job, run_jobs, start_ray
+from geoprobe.sweep import W1Config, w1_sweep_configs, w1_sweep_job
 
 
 def main():
@@ -31,11 +32,12 @@ def main():
     x_te, y_te = load_digits_images(32, 'test')
     torch.set_num_threads(cores)
     prepare_branch_checkpoints('ordered', epochs=2, seeds=[0], base_dir=tmp, keep_all=True, lr=0.05, train_data=(x_tr, y_tr),
-                               test_data=(x_te, y_te), batch_size=128, model_fn=small_cnn, device='cpu', augment=False)
+                               test_data=(x_te, y_te), batch_size=128, model='small_cnn', device='cpu', augment=False, progress=False)
     ckpt = sorted(tmp.glob('exp_Ta_prep_ordered_*/checkpoints/*.pth'))[0]
-    sweep = dict(noise_rate=0.4, batch_size=128, augment=False, model_fn=small_cnn, device='cpu', epochs_per_lambda=args.epochs_per_lambda,
-                 k=16, log_freq=10, lr=0.01)
-    def jobs(folder): return w1_jobs([(f'sweep-{i}', 'up', ckpt) for i in range(args.jobs)], tmp/folder, digits_spec(32), **sweep)
+    w1 = W1Config(noise_rate=0.4, batch_size=128, augment=False, model='small_cnn', epochs_per_lambda=args.epochs_per_lambda, k=16,
+                  log_freq=10, lr=0.01)
+    (_, sweep), = w1_sweep_configs(w1, [ckpt], [], w1_data_spec((x_tr, y_tr), (x_te, y_te), to_file=tmp/'data'))
+    def jobs(folder): return [Job(f'sweep-{i}', w1_sweep_job, sweep, str(tmp/folder/f'sweep-{i}'), dict(device='cpu')) for i in range(args.jobs)]
 
     print(f'{args.jobs} W1 sweeps (small CNN, {len(y_tr)} digits, 11 λ × {args.epochs_per_lambda} epochs) on {cores} cores, '
           f'torch {torch.__version__}')
@@ -60,7 +62,7 @@ def main():
     print(f'Ray start-up (ray.init + {len(pids)} worker processes): {t_start:.1f}s')
 
     t0 = time.time()
-    par = run_jobs(jobs('par'), cpus_per_job=1, progress=False)
+    par = run_jobs(jobs('par'), 'ray', cpus_per_job=1, progress=False)
     t_par = time.time() - t0
     assert all(o['status'] == 'done' for o in par), [o['error'] for o in par if o['error']]
     print(f'run_jobs, {args.workers} one-thread workers:   {t_par:7.1f}s')

@@ -1,7 +1,7 @@
-"""Time per training step: (a) plain SGD, (b) the W1 seed's dual-gradient step, (c) geoprobe's `dual_gradient_step`.
+"""Time per training step: (a) plain SGD, (b) the original W1 cell's dual-gradient step, (c) geoprobe's `dual_gradient_step`.
 
 Same model, same batch, same optimiser (SGD, momentum 0.9, weight decay 5e-4) for all three.
-(b) is a transcription of the seed's `train_one_epoch_with_logging` body: two forward passes and two full backward
+(b) is a transcription of the original's `train_one_epoch_with_logging` body: two forward passes and two full backward
 passes on every step, the clean gradient cached every K steps, geometry logged every LOG_FREQ steps.
 (c) is geoprobe's step with k=16, log_freq=50: one forward pass, the clean gradient only on refresh and log steps.
 Each variant keeps its own step counter, so a run of N steps contains its share of refresh (every 16) and log
@@ -32,8 +32,8 @@ def plain_step(model, opt, x, noisy_y, clean_y, state):
     state['step'] += 1
 
 
-def seed_step(model, opt, x, noisy_y, clean_y, state):
-    "The W1 seed's step, transcribed (its `crit` is nn.CrossEntropyLoss)."
+def original_step(model, opt, x, noisy_y, clean_y, state):
+    "The original W1 cell's step, transcribed (its `crit` is nn.CrossEntropyLoss)."
     crit = nn.CrossEntropyLoss()
     step, cached_gv = state['step'], state['gv']
     opt.zero_grad()
@@ -67,7 +67,7 @@ def geoprobe_step(model, opt, x, noisy_y, clean_y, state):
     if entry is not None: state['logs'].append(entry)
 
 
-VARIANTS = {'(a) plain SGD': plain_step, '(b) seed step': seed_step, '(c) geoprobe k=16': geoprobe_step}
+VARIANTS = {'(a) plain SGD': plain_step, '(b) original step': original_step, '(c) geoprobe k=16': geoprobe_step}
 
 
 def bench_model(name, make_model, batch, steps, device, warmup):

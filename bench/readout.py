@@ -1,13 +1,13 @@
-"""Cell 5 speed: map extraction, one readout epoch, and the eight-config suite, against the seed's code, in one run.
+"""Cell 5 speed: map extraction, one readout epoch, and the eight-config suite, against the original's code, in one run.
 
     python bench/readout.py [--n 1024] [--threads 2] [--epochs 3] [--reference PATH]
 
-(1) images/s of `extract_conduit_maps` vs the seed's per-batch loop (einsum Gram + conduit + .cpu() per batch), on the
-same weights and images. The seed used geolip-svae's PatchSVAE and geolip-core's FLEighConduit: pass --reference-svae
+(1) images/s of `extract_conduit_maps` vs the original's per-batch loop (einsum Gram + conduit + .cpu() per batch), on the
+same weights and images. The original used geolip-svae's PatchSVAE and geolip-core's FLEighConduit: pass --reference-svae
 (or GEOLIP_SVAE_PATH) and --reference (or GEOLIP_CORE_PATH) to checkouts of AbstractEyes/geolip-svae and
-AbstractEyes/geolip-core to time the seed loop with them; without them the seed loop runs on geoprobe's model and
+AbstractEyes/geolip-core to time the original loop with them; without them the original loop runs on geoprobe's model and
 conduit, and the ratio shows the loop alone.
-(2) one training epoch of the readout: the seed's ConduitDataset + DataLoader(num_workers=4) loop vs `train_and_eval`
+(2) one training epoch of the readout: the original's ConduitDataset + DataLoader(num_workers=4) loop vs `train_and_eval`
 (which also evaluates a validation split every epoch; its set-up and final test passes are counted in), per epoch, on
 the same maps (13 channels).
 (3) wall time of the whole eight-config suite (`run_readout`, one seed) at --epochs.
@@ -43,8 +43,8 @@ def reference_svae(model, path):
     return ref, 'geolip-svae PatchSVAE'
 
 
-def seed_extract(model, loader, conduit, ps=4, D=4):
-    "The seed's extraction loop, transcribed (Cell 5, `extract_conduit_maps`)."
+def original_extract(model, loader, conduit, ps=4, D=4):
+    "The original's extraction loop, transcribed (Cell 5, `extract_conduit_maps`)."
     all_S, all_f, all_t, all_e, all_l = [], [], [], [], []
     for images, labels in loader:
         with torch.no_grad():
@@ -63,7 +63,7 @@ def seed_extract(model, loader, conduit, ps=4, D=4):
 
 
 class ConduitDataset(torch.utils.data.Dataset):
-    "The seed's per-sample dataset over precomputed maps."
+    "The original's per-sample dataset over precomputed maps."
     def __init__(self, data, channels='S', augment=False):
         self.labels, self.augment = data['labels'], augment
         parts = []
@@ -79,8 +79,8 @@ class ConduitDataset(torch.utils.data.Dataset):
         return x, self.labels[idx]
 
 
-def seed_epoch(maps, channels='SFET', batch_size=128, lr=3e-4):
-    "One epoch of the seed's training loop (train + test pass), timed."
+def original_epoch(maps, channels='SFET', batch_size=128, lr=3e-4):
+    "One epoch of the original's training loop (train + test pass), timed."
     ds = ConduitDataset(maps, channels, augment=True)
     dl = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=4, drop_last=True)
     te = torch.utils.data.DataLoader(ConduitDataset(maps, channels), batch_size=batch_size, shuffle=False, num_workers=4)
@@ -114,19 +114,19 @@ def main():
     ref_model, ref_model_name = reference_svae(model, a.reference_svae)
 
     loader = InMemoryLoader(x, y, batch_size=128)
-    seed_extract(ref_model, InMemoryLoader(x[:256], y[:256], batch_size=128), ref)
-    t = time.perf_counter(); seed_maps = seed_extract(ref_model, loader, ref); t_seed = time.perf_counter() - t
+    original_extract(ref_model, InMemoryLoader(x[:256], y[:256], batch_size=128), ref)
+    t = time.perf_counter(); original_maps = original_extract(ref_model, loader, ref); t_original = time.perf_counter() - t
     t = time.perf_counter(); maps = extract_conduit_maps(model, loader, progress=False); t_ours = time.perf_counter() - t
-    assert torch.allclose(maps['S'].float(), seed_maps['S'].float(), atol=1e-4), 'S maps differ'
-    print(f'(1) extraction, {a.n} images of 64x64, {a.config} PatchSVAE, {a.threads} threads; seed loop uses {ref_model_name} and {ref_name}')
-    print(f'    seed loop: {a.n / t_seed:8.0f} images/s   geoprobe: {a.n / t_ours:8.0f} images/s   ratio {t_seed / t_ours:.2f}x')
+    assert torch.allclose(maps['S'].float(), original_maps['S'].float(), atol=1e-4), 'S maps differ'
+    print(f'(1) extraction, {a.n} images of 64x64, {a.config} PatchSVAE, {a.threads} threads; original loop uses {ref_model_name} and {ref_name}')
+    print(f'    original loop: {a.n / t_original:8.0f} images/s   geoprobe: {a.n / t_ours:8.0f} images/s   ratio {t_original / t_ours:.2f}x')
 
     big = {k: v.repeat(*([max(1, 10_000 // len(v))] + [1] * (v.dim() - 1))) for k, v in maps.items()}
     n_maps = len(big['labels'])
-    t_seed_ep = min(seed_epoch(big) for _ in range(2))
+    t_original_ep = min(original_epoch(big) for _ in range(2))
     t_ours_ep = min(train_and_eval(big, big, 'SFET', epochs=2, seed=0)['time_s'] / 2 for _ in range(2))
     print(f'(2) readout epoch on {n_maps} maps x 13 channels (train + eval pass)')
-    print(f'    seed Dataset+DataLoader(num_workers=4): {t_seed_ep:.2f} s   geoprobe train_and_eval (incl. validation): {t_ours_ep:.2f} s   ratio {t_seed_ep / t_ours_ep:.2f}x')
+    print(f'    original Dataset+DataLoader(num_workers=4): {t_original_ep:.2f} s   geoprobe train_and_eval (incl. validation): {t_ours_ep:.2f} s   ratio {t_original_ep / t_ours_ep:.2f}x')
 
     t = time.perf_counter(); run_readout(maps, maps, seeds=(0,), epochs=a.epochs, verbose=False); t_suite = time.perf_counter() - t
     print(f'(3) eight-config suite, one seed, {a.epochs} epochs, {len(maps["labels"])} maps: {t_suite:.1f} s')

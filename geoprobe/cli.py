@@ -14,7 +14,8 @@ import geoprobe
 
 # %% auto #0
 __all__ = ['DEMO_SETTINGS', 'UsageError', 'writable_dir', 'checked_device', 'image_tensors', 'class_names', 'autoencoder',
-           'conduit_readout', 'w1_experiment', 'copy_atomic', 'demo_report', 'run_demo', 'build_parser', 'main']
+           'conduit_readout', 'w1_experiment', 'copy_atomic', 'demo_report', 'run_demo', 'add_config_options',
+           'config_options', 'build_parser', 'main']
 
 # %% ../nbs/10_cli.ipynb #f5ac1b6f
 class UsageError(Exception):
@@ -80,7 +81,7 @@ def conduit_readout(model, # a PatchSVAE
                     test:tuple, # (images, labels) of the test split
                     out:Path, # output folder: maps caches, readout records, scoreboard.csv, figures/
                     *, seeds=(0, 1, 2), # readout seeds
-                    configs=None, # channel configs (None: the seed's eight)
+                    configs=None, # channel configs (None: the original's eight)
                     names=None, # class names
                     device=None, # where to compute
                     progress:bool=True, # progress bars
@@ -104,18 +105,19 @@ def conduit_readout(model, # a PatchSVAE
 def w1_experiment(out:Path, # output folder: W1_results.json, W1_geometry.csv, sweeps/, figures/
                   prep_dir, # folder with (or for) the exp_Ta_prep_* folders
                   *, prepare:dict|None=None, # settings for `prepare_branches` when checkpoints should be made first (None: use existing)
-                  parallel:bool=False, # run sweeps (and preparation) as Ray jobs
-                  address=None, # Ray cluster address
-                  **w1_kwargs, # for `run_w1`: data, model_fn, grids, epochs, ...
+                  engine:str='local', # 'local' or 'ray': how the preparation seeds and the sweeps run
+                  address=None, # Ray cluster address (engine='ray')
+                  **w1_kwargs, # for `run_w1`: data, model, λ grid, epochs, ...
                  ) -> pd.DataFrame:
     "W1 end to end: optional preparation, both sweeps, the geometry table and its figure; returns the table."
     from geoprobe.dualgrad import prepare_branches
     from geoprobe.sweep import run_w1, w1_geometry_table
     from geoprobe.plots import plot_geometry_by_branch
-    shared = ('train_data', 'test_data', 'model_fn', 'device', 'batch_size', 'data_root', 'download', 'progress', 'noise_rate', 'augment', 'num_workers')
+    shared = ('train_data', 'test_data', 'model', 'model_fn', 'device', 'batch_size', 'data_root', 'download', 'progress', 'noise_rate',
+              'augment', 'num_workers')
     data = {k: w1_kwargs[k] for k in shared if k in w1_kwargs}
-    if prepare is not None: prepare_branches(prep_dir, parallel=parallel, address=address, **{**data, **prepare})
-    results = run_w1(prep_dir, save_dir=out, parallel=parallel, address=address, **w1_kwargs)
+    if prepare is not None: prepare_branches(prep_dir, engine=engine, address=address, **{**data, **prepare})
+    results = run_w1(prep_dir, save_dir=out, engine=engine, address=address, **w1_kwargs)
     table = w1_geometry_table(results)
     (out/'figures').mkdir(exist_ok=True)
     plot_geometry_by_branch(table, save_path=out/'figures')
@@ -177,7 +179,7 @@ def demo_report(out:Path, # the demo's output folder
              + (f"The best paired difference to S-only over seeds is {top_lift.name}: {top_lift.lift_mean * 100:+.1f} ± {top_lift.lift_std * 100:.1f} "
                 f"percentage points, so adding conduit channels to S {'raises' if top_lift.lift_mean - top_lift.lift_std > 0 else 'does not clearly raise'} "
                 f"accuracy here. " if top_lift is not None else '')
-             + 'Reference lines are the seed\'s CIFAR-10 numbers and are not comparable with digits; they are drawn for orientation only.', '',
+             + 'Reference lines are the original\'s CIFAR-10 numbers and are not comparable with digits; they are drawn for orientation only.', '',
              '![per-class accuracy](figures/scoreboard_per_class.png)', '',
              'Per-class accuracy of every channel set: which digits each signal separates.', '',
              '## W1: gradient geometry by branch', '', '![W1 geometry](figures/W1_geometry_comparison.png)', '',
@@ -198,9 +200,7 @@ def run_demo(out='geoprobe_demo', # report folder (created; a rerun reuses finis
             ) -> Path:
     "Both experiment families on the embedded digits, with a report; returns the path of report.md."
     from geoprobe.core import save_json, make_manifest, load_json
-    from geoprobe.dualgrad import small_cnn
     from geoprobe.readout import conduit_lift
-    from geoprobe.sweep import make_lambda_grid
     out, device, s = writable_dir(out), checked_device(device), DEMO_SETTINGS[bool(fast)]
     t0 = time.time()
     model, _ = autoencoder('small', out/'svae', device, steps=s['svae_steps'], progress=progress)
@@ -210,17 +210,43 @@ def run_demo(out='geoprobe_demo', # report folder (created; a rerun reuses finis
     copy_atomic(out/'readout'/'scoreboard.csv', out/'scoreboard.csv')
     lift = conduit_lift(list(load_json(out/'readout'/'readout_records.json')['records'].values()))
     w1_data = dict(train_data=image_tensors('digits', 'train', 32, limit=s['n_train']), test_data=image_tensors('digits', 'test', 32),
-                   model_fn=small_cnn, device=device, batch_size=64, progress=progress)
+                   model='small_cnn', device=device, batch_size=64, progress=progress)
     prepare = dict(seeds=s['prep_seeds'], keep_all=True, lr=0.05, ordered=dict(epochs=s['prep_epochs']['ordered']),
                    collapse=dict(epochs=s['prep_epochs']['collapse']))
     geometry = w1_experiment(out, out/'prep', prepare=prepare, n_seeds=s['w1_seeds'], collapse_max_error=0.95,
-                             lambda_grid_up=make_lambda_grid(0.3, 0.7, s['lambda_step'], 'up'),
-                             lambda_grid_down=make_lambda_grid(0.3, 0.7, s['lambda_step'], 'down'), epochs_per_lambda=s['epochs_per_lambda'], k=4, log_freq=3, lr=0.01, **w1_data)
+                             lambda_step=s['lambda_step'], epochs_per_lambda=s['epochs_per_lambda'], k=4, log_freq=3, lr=0.01, **w1_data)
     for fig in (out/'readout'/'figures').glob('*.png'): copy_atomic(fig, out/'figures'/fig.name)
     settings = {**{k: (list(v) if isinstance(v, tuple) else v) for k, v in s.items()}, 'fast': bool(fast), 'device': str(device),
                 'n_train_images': len(train[1]), 'n_test_images': len(test[1])}
     save_json(settings, out/'demo_settings.json', manifest=make_manifest(settings, device=device, seconds=round(time.time() - t0, 1)))
     return demo_report(out, board, lift, geometry, settings)
+
+# %% ../nbs/10_cli.ipynb #a349bd23
+def _option_type(annotation, default):
+    if default is not None: return type(default)
+    return next((t for t in (int, float) if t.__name__ in str(annotation)), str)
+
+def add_config_options(parser:argparse.ArgumentParser, # the (sub)command's parser
+                       cls, # a config dataclass
+                       fields, # names of the fields to offer
+                       choices:dict|None=None, # allowed values per field
+                      ):
+    "Add `--field-name` options for `fields` of `cls`, with the config's types, defaults and docments."
+    from geoprobe.core import config_fields
+    spec = config_fields(cls)
+    for name in fields:
+        annotation, default, doc = spec[name]
+        flag, doc = '--' + name.replace('_', '-'), doc.replace('%', '%%')
+        if isinstance(default, bool): parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=doc)
+        else: parser.add_argument(flag, type=_option_type(annotation, default), default=default, choices=(choices or {}).get(name),
+                                  help=f'{doc} [%(default)s]')
+
+def config_options(args:argparse.Namespace, # parsed arguments
+                   cls, # the config dataclass the options came from
+                  ) -> dict:
+    "The parsed values of `cls`'s options, as keyword arguments."
+    import dataclasses
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
 
 # %% ../nbs/10_cli.ipynb #2e7f97e1
 def _add_common(p, out_default):
@@ -228,8 +254,18 @@ def _add_common(p, out_default):
     p.add_argument('--device', default=None, help="'cpu', 'cuda', 'cuda:N' or 'mps' [best available]")
     p.add_argument('--quiet', action='store_true', help='no progress bars')
 
+def _default(fn, name):
+    "The default of parameter `name` of library function `fn`."
+    import inspect
+    return inspect.signature(fn).parameters[name].default
+
 def build_parser() -> argparse.ArgumentParser:
     "The argument parser of the `geoprobe` command."
+    from geoprobe.readout import ReadoutConfig, run_readout
+    from geoprobe.svae import small_svae
+    from geoprobe.sweep import W1Config
+    from geoprobe.dualgrad import MODELS, prepare_branch_checkpoints
+    from geoprobe.core import config_fields
     p = argparse.ArgumentParser(prog='geoprobe', description=geoprobe.__doc__)
     p.add_argument('--version', action='version', version=f'geoprobe {geoprobe.__version__}')
     sub = p.add_subparsers(dest='command', metavar='COMMAND')
@@ -250,12 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument('--download', action='store_true', help='download CIFAR-10 if missing (needs internet)')
     r.add_argument('--svae', default='small', help="'small' (trained here on digits), a published version such as "
                    "'v40_freckles_noise' (needs geoprobe[hf]), or a checkpoint path [%(default)s]")
-    r.add_argument('--svae-steps', type=int, default=600, help="training steps of the 'small' autoencoder [%(default)s]")
-    r.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2], help='readout seeds [0 1 2]')
-    r.add_argument('--configs', nargs='+', default=None, help='channel sets, letters from SFTE [the seed\'s eight]')
-    r.add_argument('--epochs', type=int, default=30, help='readout epochs [%(default)s]')
-    r.add_argument('--batch-size', type=int, default=128, help='[%(default)s]')
-    r.add_argument('--lr', type=float, default=3e-4, help='Adam learning rate [%(default)s]')
+    r.add_argument('--svae-steps', type=int, default=_default(small_svae, 'steps'), help="training steps of the 'small' autoencoder [%(default)s]")
+    r.add_argument('--seeds', type=int, nargs='+', default=list(_default(run_readout, 'seeds')), help='readout seeds [%(default)s]')
+    r.add_argument('--configs', nargs='+', default=None, help="channel sets, letters from SFTE [the original's eight]")
+    add_config_options(r, ReadoutConfig, ['epochs', 'batch_size', 'lr', 'val_fraction', 'augment', 'normalize'])
+    r.add_argument('--engine', default='local', choices=['local', 'ray'], help='run the readout jobs here or as Ray jobs [%(default)s]')
+    r.add_argument('--address', default=None, help="Ray cluster address with --engine ray ('auto' or ray://host:port) [local]")
     r.set_defaults(run=_cmd_readout)
 
     w = sub.add_parser('sweep', help='W1: λ sweeps with gradient-geometry logs on ordered/collapse checkpoints',
@@ -264,17 +300,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(w, 'geoprobe_w1')
     w.add_argument('--prep-dir', required=True, help='folder holding the exp_Ta_prep_* folders (written there with --prepare)')
     w.add_argument('--prepare', action='store_true', help='train the ordered/collapse checkpoints first (public defaults: 50/100 epochs)')
-    w.add_argument('--prep-seeds', type=int, nargs='+', default=list(range(10)), help='seeds to prepare [0..9]')
+    w.add_argument('--prep-seeds', type=int, nargs='+', default=list(_default(prepare_branch_checkpoints, 'seeds')),
+                   help='seeds to prepare [%(default)s]')
     w.add_argument('--data', default='cifar10', choices=['digits', 'cifar10'], help='data set [%(default)s]')
     w.add_argument('--data-root', default='data', help='CIFAR-10 folder [%(default)s]')
     w.add_argument('--download', action='store_true', help='download CIFAR-10 if missing (needs internet)')
-    w.add_argument('--model', default='resnet18', choices=['resnet18', 'small_cnn'], help='network of the checkpoints [%(default)s]')
-    w.add_argument('--n-seeds', type=int, default=3, help='checkpoints per branch [%(default)s]')
-    w.add_argument('--lambda-step', type=float, default=0.04, help='λ grid step between 0.30 and 0.70 [%(default)s]')
-    w.add_argument('--epochs-per-lambda', type=int, default=3, help='[%(default)s]')
-    w.add_argument('--batch-size', type=int, default=256, help='[%(default)s]')
-    w.add_argument('--parallel', action='store_true', help='run the sweeps as Ray jobs (pip install geoprobe[ray])')
-    w.add_argument('--address', default=None, help="Ray cluster address with --parallel ('auto' or ray://host:port) [local]")
+    add_config_options(w, W1Config, [f for f in config_fields(W1Config)], choices={'model': sorted(MODELS)})
+    w.add_argument('--engine', default='local', choices=['local', 'ray'], help='run the preparation seeds and sweeps here or as Ray jobs [%(default)s]')
+    w.add_argument('--address', default=None, help="Ray cluster address with --engine ray ('auto' or ray://host:port) [local]")
     w.set_defaults(run=_cmd_sweep)
     return p
 
@@ -285,33 +318,31 @@ def _cmd_demo(a):
     return 0
 
 def _cmd_readout(a):
+    from geoprobe.readout import parse_channels, ReadoutConfig
     out, device = writable_dir(a.out), checked_device(a.device)
-    from geoprobe.readout import parse_channels
     try: configs = [(parse_channels(c), c) for c in a.configs] if a.configs else None
     except ValueError as e: raise UsageError(str(e)) from None
     train, test = (image_tensors(a.data, split, 64, a.data_root, a.download) for split in ('train', 'test'))
     model, _ = autoencoder(a.svae, out/'svae', device, steps=a.svae_steps, progress=not a.quiet)
     board, _ = conduit_readout(model, train, test, out, seeds=a.seeds, configs=configs, names=class_names(a.data), device=device,
-                               progress=not a.quiet, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr)
+                               progress=not a.quiet, engine=a.engine, address=a.address, **config_options(a, ReadoutConfig))
     print(board[['name', 'config', 'acc_mean', 'acc_std', 'n_seeds', 'reference']].to_string(index=False))
     print(f'results: {out}')
     return 0
 
 def _cmd_sweep(a):
+    from geoprobe.sweep import W1Config
     out, device = writable_dir(a.out), checked_device(a.device)
-    from geoprobe.dualgrad import resnet18_cifar, small_cnn
-    from geoprobe.sweep import make_lambda_grid
+    settings = config_options(a, W1Config)
+    W1Config(**settings)
     data = {}
     if a.data == 'digits': data = dict(train_data=image_tensors('digits', 'train', 32), test_data=image_tensors('digits', 'test', 32))
     elif not a.download and not (Path(a.data_root)/'cifar-10-batches-py').is_dir():
         raise UsageError(f'CIFAR-10 not found in {Path(a.data_root)/"cifar-10-batches-py"}: pass --download or --data-root')
     try:
-        table = w1_experiment(out, a.prep_dir, prepare=dict(seeds=a.prep_seeds) if a.prepare else None, parallel=a.parallel,
-                              address=a.address, n_seeds=a.n_seeds, lambda_grid_up=make_lambda_grid(0.3, 0.7, a.lambda_step, 'up'),
-                              lambda_grid_down=make_lambda_grid(0.3, 0.7, a.lambda_step, 'down'),
-                              epochs_per_lambda=a.epochs_per_lambda, batch_size=a.batch_size, data_root=a.data_root,
-                              download=a.download, model_fn=small_cnn if a.model == 'small_cnn' else resnet18_cifar, device=device,
-                              progress=not a.quiet, **data)
+        table = w1_experiment(out, a.prep_dir, prepare=dict(seeds=a.prep_seeds) if a.prepare else None, engine=a.engine,
+                              address=a.address, data_root=a.data_root, download=a.download, device=device, progress=not a.quiet,
+                              **settings, **data)
     except FileNotFoundError as e: raise UsageError(str(e)) from None
     print(table.groupby('branch')[['c_sv_mean', 'c_mc_mean', 'error']].mean().to_string())
     print(f'results: {out}')

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #6868d927
 from __future__ import annotations
-import hashlib, json, os, platform, random, sys, tempfile, time
+import dataclasses, hashlib, importlib, inspect, json, os, platform, random, re, sys, tempfile, time
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -14,10 +14,12 @@ import pandas as pd
 import torch
 
 # %% auto #0
-__all__ = ['DRIVE_MOUNT', 'TIMESTAMP_FORMAT', 'default_device', 'resolve_device', 'set_seed', 'tensor_digest', 'in_colab',
-           'mount_drive', 'default_base_dir', 'timestamp', 'find_experiment_dirs', 'experiment_dir', 'atomic_write',
-           'to_jsonable', 'make_manifest', 'manifest_path', 'load_manifest', 'save_json', 'load_json', 'save_csv',
-           'load_csv', 'save_torch', 'load_torch']
+__all__ = ['DRIVE_MOUNT', 'TIMESTAMP_FORMAT', 'default_device', 'resolve_device', 'set_seed', 'tensor_digest', 'file_digest',
+           'data_digest', 'in_colab', 'mount_drive', 'default_base_dir', 'timestamp', 'find_experiment_dirs',
+           'experiment_dir', 'atomic_write', 'to_jsonable', 'make_manifest', 'manifest_path', 'load_manifest',
+           'save_json', 'load_json', 'save_csv', 'load_csv', 'save_torch', 'load_torch', 'object_name', 'import_object',
+           'config_dict', 'config_diff', 'StaleStateError', 'check_config', 'save_state', 'load_state', 'config_fields',
+           'share_input', 'load_input']
 
 # %% ../nbs/00_core.ipynb #4844b496
 def default_device() -> torch.device:
@@ -58,10 +60,59 @@ def set_seed(seed:int, # the seed for python, numpy and torch (CPU and every CUD
     return seed
 
 # %% ../nbs/00_core.ipynb #9a6c9708
-def tensor_digest(*tensors:torch.Tensor) -> str:
-    "A short SHA-1 of the tensors' values (moved to CPU)."
+def _hash_tensor(h, t):
+    t = torch.as_tensor(t).detach().cpu().contiguous()
+    h.update(f'{t.dtype}{tuple(t.shape)}'.encode())
+    h.update(t.reshape(-1).view(torch.uint8).numpy() if t.numel() else b'')
+
+def tensor_digest(*tensors:torch.Tensor, # tensors or arrays, hashed by dtype, shape and every value
+                 ) -> str:
+    "A short SHA-1 of the tensors' dtypes, shapes and values (moved to CPU)."
     h = hashlib.sha1()
-    for t in tensors: h.update(torch.as_tensor(t).detach().cpu().contiguous().numpy().tobytes())
+    for t in tensors: _hash_tensor(h, t)
+    return h.hexdigest()[:16]
+
+# %% ../nbs/00_core.ipynb #637e110a
+_FILE_DIGESTS = {}
+
+def file_digest(path, # a file
+               ) -> str:
+    "A short SHA-1 of a file's bytes, read in 1 MiB blocks and remembered while its size and modification time stay the same."
+    path = Path(path)
+    try: st = path.stat()
+    except FileNotFoundError: raise FileNotFoundError(f'No such file: {path}') from None
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _FILE_DIGESTS:
+        h = hashlib.sha1()
+        with open(path, 'rb') as f:
+            for block in iter(lambda: f.read(1 << 20), b''): h.update(block)
+        _FILE_DIGESTS[key] = h.hexdigest()[:16]
+    return _FILE_DIGESTS[key]
+
+# %% ../nbs/00_core.ipynb #34b28340
+def data_digest(data, # tensors, arrays, a tuple/list/dict of them, a file path, a Dataset or a loader
+               ) -> str:
+    "A content digest of everything a computation reads from `data`: the resume key of its inputs."
+    h = hashlib.sha1()
+    def visit(d):
+        if isinstance(d, (torch.Tensor, np.ndarray)): _hash_tensor(h, d)
+        elif isinstance(d, (str, Path)) and Path(d).is_file(): h.update(file_digest(d).encode())
+        elif isinstance(d, (int, float, str, bool)) or d is None: h.update(repr(d).encode())
+        elif isinstance(d, dict):
+            for k in sorted(d, key=str): h.update(str(k).encode()); visit(d[k])
+        elif isinstance(d, (tuple, list)):
+            h.update(f'{type(d).__name__}{len(d)}'.encode())
+            for v in d: visit(v)
+        elif hasattr(d, 'tensors'): visit(list(d.tensors))  # TensorDataset, InMemoryLoader
+        elif isinstance(d, torch.utils.data.DataLoader): visit(d.dataset)
+        elif isinstance(d, torch.utils.data.Subset): visit(d.dataset); visit(list(d.indices))
+        elif hasattr(d, 'dataset') and isinstance(d, torch.utils.data.Dataset): visit(d.dataset)  # wrappers such as IndexedDataset
+        elif hasattr(d, 'data') and hasattr(d, 'targets'):  # torchvision-style datasets
+            visit(np.asarray(d.data)); visit(np.asarray(d.targets)); h.update(repr(getattr(d, 'transform', None)).encode())
+        elif hasattr(d, '__len__') and hasattr(d, '__getitem__'):
+            for i in range(len(d)): visit(d[i])
+        else: raise TypeError(f'data_digest cannot read a {type(d).__name__}: pass tensors, arrays, a file, a Dataset or a loader.')
+    visit(data)
     return h.hexdigest()[:16]
 
 # %% ../nbs/00_core.ipynb #e419b594
@@ -94,7 +145,7 @@ def default_base_dir() -> Path:
 TIMESTAMP_FORMAT = '%Y%m%d_%H%M%S'
 
 def timestamp() -> str:
-    "The current local time as `YYYYmmdd_HHMMSS`, the seeds' folder suffix."
+    "The current local time as `YYYYmmdd_HHMMSS`, the original cells' folder suffix."
     return datetime.now().strftime(TIMESTAMP_FORMAT)
 
 def find_experiment_dirs(base_dir, # folder that holds the experiment folders
@@ -242,3 +293,114 @@ def load_torch(path, # file written by `save_torch` or `torch.save`
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f'No such checkpoint/torch file: {path}')
     return torch.load(path, map_location=map_location, weights_only=weights_only)
+
+# %% ../nbs/00_core.ipynb #bfd0330f
+def object_name(obj) -> str:
+    "'module:qualname' of a function or class, the form `import_object` reads back."
+    return f'{obj.__module__}:{obj.__qualname__}'
+
+def import_object(name:str, # 'package.module:name'
+                 ):
+    "The function or class that `name` ('package.module:name') refers to."
+    mod, sep, attr = str(name).partition(':')
+    if not sep: raise ValueError(f"Expected 'package.module:name', got {name!r}")
+    try:
+        obj = importlib.import_module(mod)
+        for part in attr.split('.'): obj = getattr(obj, part)
+        return obj
+    except (ImportError, AttributeError) as e: raise ValueError(f'Cannot import {name!r}: {e}') from None
+
+# %% ../nbs/00_core.ipynb #d18ef6d9
+def config_dict(config, # a dataclass instance or a dict
+               ) -> dict:
+    "The config as JSON-ready values; functions and classes appear as 'module:name'."
+    d = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)} if dataclasses.is_dataclass(config) else dict(config)
+    return to_jsonable({k: object_name(v) if callable(v) else v for k, v in d.items()})
+
+def _short_repr(v, n=60):
+    r = repr(v)
+    return r if len(r) <= n else r[:n - 3] + '...'
+
+def config_diff(saved:dict, # the config stored with the saved state
+                current:dict, # the config of this run
+               ) -> list[str]:
+    "One line per differing field: 'name: saved X, now Y'."
+    saved, current = config_dict(saved), config_dict(current)
+    return [f'{k}: saved {_short_repr(saved.get(k))}, now {_short_repr(current.get(k))}'
+            for k in sorted(set(saved) | set(current), key=str) if saved.get(k) != current.get(k)]
+
+# %% ../nbs/00_core.ipynb #009db3d3
+class StaleStateError(ValueError):
+    "Saved state that belongs to other settings or other inputs than the current run."
+
+def check_config(saved:dict, # the config stored with the saved state
+                 config, # the config of this run (dataclass or dict)
+                 where, # the file or folder holding the state, for the message
+                ):
+    "Refuse, in one message naming `where` and the differing fields, when `saved` is not `config`."
+    diff = config_diff(saved, config)
+    if diff:
+        raise StaleStateError(f'{where} holds state saved for other settings or inputs ({"; ".join(diff)}); '
+                              f'use another folder, or delete {where} to start over.')
+
+def save_state(state:dict, # what to save (tensors, numbers, lists)
+               path, # the file (.json: JSON, else torch)
+               config, # the config the state belongs to
+               manifest:dict|None=None, # provenance to save beside it
+              ) -> Path:
+    "Atomically save `state` together with its config (the resume key)."
+    state = {**state, 'config': config_dict(config)}
+    return (save_json if Path(path).suffix == '.json' else save_torch)(state, path, manifest=manifest)
+
+def load_state(path, # a file written by `save_state`
+               config, # the config of this run
+              ) -> dict|None:
+    "The state saved at `path` for `config`; None when there is none; `StaleStateError` when it belongs to another config."
+    path = Path(path)
+    if not path.is_file(): return None
+    state = load_json(path) if path.suffix == '.json' else load_torch(path)
+    if not isinstance(state, dict) or 'config' not in state:
+        raise StaleStateError(f'{path} holds no config, so it cannot be matched to this run; delete it to start over.')
+    check_config(state['config'], config, path)
+    return state
+
+# %% ../nbs/00_core.ipynb #005fd7ef
+def config_fields(cls, # a config dataclass
+                 ) -> dict:
+    "`{name: (type, default, docment)}` of a config dataclass; the docment is the comment after the field."
+    docs = {}
+    try: lines = inspect.getsource(cls).splitlines()
+    except (OSError, TypeError): lines = []
+    for line in lines:
+        m = re.match(r'\s+(\w+)\s*:[^#]*#\s*(.*)$', line)
+        if m: docs[m.group(1)] = m.group(2).strip()
+    return {f.name: (f.type, f.default if f.default is not dataclasses.MISSING else f.default_factory(), docs.get(f.name, ''))
+            for f in dataclasses.fields(cls)}
+
+# %% ../nbs/00_core.ipynb #0c60a30d
+_INPUTS = {}
+
+def share_input(obj, # tensors, a dict of them, or any picklable dataset
+                to_file=None, # folder to also write it to, for jobs in other processes (None: this process only)
+               ) -> dict:
+    "Register `obj` for `load_input` and return its handle `{'digest', 'path'}`."
+    digest = data_digest(obj)
+    _INPUTS[digest] = obj
+    path = None
+    if to_file is not None:
+        path = Path(to_file)/f'input_{digest}.pt'
+        if not path.is_file(): save_torch(obj, path)
+        path = str(path.resolve())
+    return {'digest': digest, 'path': path}
+
+def load_input(handle:dict, # from `share_input`
+              ):
+    "The object behind `handle`: from this process when it was shared here, else read once from its file."
+    digest = handle['digest']
+    if digest not in _INPUTS:
+        if not handle.get('path'):
+            raise FileNotFoundError(f'Input {digest} was shared in another process without a file: share it with to_file=folder.')
+        obj = load_torch(handle['path'])
+        if data_digest(obj) != digest: raise StaleStateError(f"{handle['path']} no longer holds input {digest}; share the input again.")
+        _INPUTS[digest] = obj
+    return _INPUTS[digest]

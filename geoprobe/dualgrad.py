@@ -4,28 +4,32 @@
 
 # %% ../nbs/06_dualgrad.ipynb #d7a3a50b
 from __future__ import annotations
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .core import (set_seed, resolve_device, experiment_dir, save_json, load_json, save_torch,
-                           make_manifest)
-from .data import (load_cifar10, cifar10_transform, IndexedDataset, InMemoryLoader)
+from .core import (set_seed, resolve_device, experiment_dir, save_json, load_json, save_torch, load_torch, make_manifest,
+                           object_name, import_object, data_digest, config_dict, load_state, save_state, share_input, load_input)
+from .data import load_cifar10, cifar10_transform, IndexedDataset, InMemoryLoader
+from .distributed import Job, run_jobs, job_results, DONE_FILE
 
 # %% auto #0
-__all__ = ['BRANCH_DEFAULTS', 'resnet18_cifar', 'small_cnn', 'inject_label_noise', 'cosine_sim', 'dual_gradient_step',
-           'train_one_epoch_with_logging', 'evaluate', 'load_w1_data', 'make_w1_loaders', 'prepare_branch_checkpoints',
-           'prepare_branches']
+__all__ = ['MODELS', 'BRANCH_DEFAULTS', 'resnet18_cifar', 'small_cnn', 'model_name', 'build_model', 'inject_label_noise',
+           'cosine_sim', 'dual_gradient_step', 'train_one_epoch_with_logging', 'evaluate', 'load_w1_data',
+           'make_w1_loaders', 'w1_data_spec', 'load_w1_spec', 'PrepConfig', 'prepare_branch_seed',
+           'prepare_branch_checkpoints', 'prepare_branches']
 
 # %% ../nbs/06_dualgrad.ipynb #115dbb45
 def resnet18_cifar(num_classes:int=10, # number of output classes
                   ) -> nn.Module:
-    "torchvision ResNet-18 with a 3×3 stride-1 stem and no max-pool (the W1 seed's `get_resnet18`)."
+    "torchvision ResNet-18 with a 3×3 stride-1 stem and no max-pool (the original W1 cell's `get_resnet18`)."
     from torchvision.models import resnet18
     model = resnet18(weights=None, num_classes=num_classes)
     model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
@@ -41,17 +45,34 @@ def small_cnn(num_classes:int=10, # number of output classes
     return nn.Sequential(*block(3, width), nn.MaxPool2d(2), *block(width, 2*width), nn.MaxPool2d(2),
                          *block(2*width, 4*width), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4*width, num_classes))
 
+# %% ../nbs/06_dualgrad.ipynb #f194139c
+MODELS = {'resnet18': resnet18_cifar, 'small_cnn': small_cnn}
+
+def model_name(model, # a name from MODELS, 'package.module:function', or a function that builds the network
+              ) -> str:
+    "The name a config records for `model`: its key in MODELS, else 'package.module:function'."
+    if isinstance(model, str): return model
+    return next((k for k, f in MODELS.items() if f is model), None) or object_name(model)
+
+def build_model(model, # a name from MODELS, 'package.module:function', or a function
+               ) -> nn.Module:
+    "A fresh network from a model name or function."
+    if callable(model): return model()
+    if model in MODELS: return MODELS[model]()
+    if ':' not in str(model): raise ValueError(f"Unknown model {model!r}: use one of {sorted(MODELS)} or 'package.module:function'")
+    return import_object(model)()
+
 # %% ../nbs/06_dualgrad.ipynb #53c2e862
-def inject_label_noise(labels, # integer class labels in 0..9 (the seed's 10 classes)
+def inject_label_noise(labels, # integer class labels in 0..9 (the original's 10 classes)
                        noise_rate:float, # fraction of labels to replace by a different, uniformly drawn class
-                       seed:int, # seed of the noise; the same seed gives the same labels as the W1 seed
+                       seed:int, # seed of the noise; the same seed gives the same labels as the original W1 cell
                       ) -> np.ndarray:
-    "Symmetric label noise, label for label identical to the W1 seed's `inject_label_noise`, vectorised."
+    "Symmetric label noise, label for label identical to the original W1 cell's `inject_label_noise`, vectorised."
     labels = np.asarray(labels)
     if not 0 <= noise_rate <= 1: raise ValueError(f'noise_rate must be in [0, 1], got {noise_rate}')
     if labels.ndim != 1: raise ValueError(f'labels must be one-dimensional, got shape {labels.shape}')
     if len(labels) and (labels.min() < 0 or labels.max() > 9):
-        raise ValueError(f'labels must lie in 0..9 (the seed draws from range(10)), got {labels.min()}..{labels.max()}')
+        raise ValueError(f'labels must lie in 0..9 (the original draws from range(10)), got {labels.min()}..{labels.max()}')
     rng = np.random.RandomState(seed)
     noisy = labels.copy()
     n_noisy = int(noise_rate * len(labels))
@@ -64,7 +85,7 @@ def inject_label_noise(labels, # integer class labels in 0..9 (the seed's 10 cla
 def cosine_sim(a:torch.Tensor, # a flat vector
                b:torch.Tensor, # a flat vector of the same length
               ) -> float:
-    "cos(a, b), with the seed's 1e-12 guard against zero vectors."
+    "cos(a, b), with the original's 1e-12 guard against zero vectors."
     return (a @ b / (a.norm() * b.norm() + 1e-12)).item()
 
 def _flat(grads): return torch.cat([g.reshape(-1) for g in grads])
@@ -73,7 +94,7 @@ def _norm(grads): return torch.linalg.vector_norm(torch.stack([torch.linalg.vect
 
 # %% ../nbs/06_dualgrad.ipynb #20215b0c
 def dual_gradient_step(model:nn.Module, # the network, in training mode
-                       opt:torch.optim.Optimizer, # optimiser over `model.parameters()` (the seed: SGD, momentum 0.9, wd 5e-4)
+                       opt:torch.optim.Optimizer, # optimiser over `model.parameters()` (the original: SGD, momentum 0.9, wd 5e-4)
                        x:torch.Tensor, # input batch
                        noisy_y:torch.Tensor, # noisy labels of the batch (structure)
                        clean_y:torch.Tensor, # clean labels of the batch (value)
@@ -168,7 +189,7 @@ def load_w1_data(train_data=None, # (x, y) tensors or a Dataset; None: CIFAR-10 
 
 def make_w1_loaders(train_data, # (x, y) tensors or a Dataset
                     test_data, # (x, y) tensors or a Dataset
-                    batch_size:int=256, # the seed's batch size
+                    batch_size:int=256, # the original's batch size
                     seed:int=0, # shuffling (and augmentation) seed of the in-memory loader
                     augment:bool=True, # padded random crop (4) and flip for tensor data; datasets bring their own transform
                     num_workers:int=2, # DataLoader workers for datasets
@@ -184,6 +205,31 @@ def make_w1_loaders(train_data, # (x, y) tensors or a Dataset
     else: test = DataLoader(test_data, batch_size, shuffle=False, num_workers=num_workers, pin_memory=torch.cuda.is_available())
     return train, test
 
+# %% ../nbs/06_dualgrad.ipynb #c602aa2a
+def w1_data_spec(train_data=None, # (x, y) tensors or a Dataset; None (with test_data None): CIFAR-10
+                 test_data=None, # the same for the test split
+                 data_root='data', # CIFAR-10's folder (the same path on every machine of a cluster)
+                 download:bool=False, # download CIFAR-10 if missing
+                 to_file=None, # folder to write in-memory data to, for jobs in other processes (None: this process only)
+                ) -> dict:
+    "A small description of W1's data, with its content digest, from which every job loads them (`load_w1_spec`)."
+    if (train_data is None) != (test_data is None): raise ValueError('Pass both train_data and test_data, or neither (CIFAR-10).')
+    if train_data is None:
+        root = Path(data_root).expanduser().resolve()
+        load_cifar10(root, True, download=download)
+        files = sorted((root/'cifar-10-batches-py').glob('*_batch*'))
+        return {'kind': 'cifar10', 'root': str(root), 'digest': data_digest(files)}
+    try: handle = share_input({'train': train_data, 'test': test_data}, to_file=to_file)
+    except Exception as e: raise TypeError(f'Cannot share the W1 data with jobs ({e}); pass (x, y) tensors, or None for CIFAR-10.') from None
+    return {'kind': 'input', **handle}
+
+def load_w1_spec(spec:dict, # from `w1_data_spec`
+                ) -> tuple:
+    "`(train_data, test_data, clean_labels)` of a W1 data spec, as `load_w1_data` returns them."
+    if spec['kind'] == 'cifar10': return load_w1_data(None, None, spec['root'])
+    d = load_input(spec)
+    return load_w1_data(d['train'], d['test'])
+
 # %% ../nbs/06_dualgrad.ipynb #07318fec
 BRANCH_DEFAULTS = {
     'ordered': dict(lam=0.35, epochs=50, milestones=(0.6, 0.8), keep=lambda err: err < 0.20),
@@ -191,101 +237,113 @@ BRANCH_DEFAULTS = {
 }
 
 # %% ../nbs/06_dualgrad.ipynb #e5677c80
-def _train_branch_seed(seed, branch, lam, epochs, milestones, noise_rate, lr, k, batch_size, train_data, test_data,
-                       clean, augment, num_workers, model_fn, device, progress):
-    noisy = inject_label_noise(clean, noise_rate, seed)
-    clean_t, noisy_t = torch.as_tensor(clean, device=device), torch.as_tensor(noisy, device=device)
-    train_loader, test_loader = make_w1_loaders(train_data, test_data, batch_size, seed=seed, augment=augment,
-                                                num_workers=num_workers, device=device)
-    set_seed(seed)
-    model = model_fn().to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(milestones), 0.1)
-    state, trajectory = {'step': 0, 'gv': None}, []
-    for ep in tqdm(range(epochs), desc=f'{branch} seed {seed}', leave=False, disable=not progress):
-        train_one_epoch_with_logging(model, train_loader, opt, clean_t, noisy_t, lam, state, k=k, log_freq=None, device=device)
-        sched.step()
-        if (ep + 1) % 10 == 0 or ep + 1 == epochs:
-            trajectory.append({'epoch': ep + 1, 'error': 1 - evaluate(model, test_loader, device)})
-    return model, opt, trajectory
+@dataclass
+class PrepConfig:
+    "One preparation run: a network trained from scratch under label noise with fixed λ, kept as a branch checkpoint."
+    branch: str = 'ordered' # 'ordered' or 'collapse'
+    seed: int = 0 # random seed of the weights, the batch order and the label noise
+    lam: float|None = None # fixed λ (None: 0.35 ordered, 0.60 collapse)
+    epochs: int|None = None # training epochs (None: 50 ordered, 100 collapse)
+    milestones: tuple|None = None # epochs where the learning rate drops ×0.1 (None: the branch's fractions of `epochs`)
+    noise_rate: float = 0.4 # symmetric label noise η
+    lr: float = 0.1 # initial learning rate
+    k: int = 16 # refresh period of the cached value gradient
+    batch_size: int = 256 # batch size
+    augment: bool = True # padded random crop and flip for tensor data
+    model: str = 'resnet18' # 'resnet18', 'small_cnn' or 'package.module:function'
+    keep_all: bool = False # save the checkpoint even if the run did not reach the branch's state
+    data: dict|None = None # W1 data spec with its digest (`w1_data_spec`; filled in by `prepare_branch_checkpoints`)
 
+    def __post_init__(self):
+        if self.branch not in BRANCH_DEFAULTS: raise ValueError(f"branch must be 'ordered' or 'collapse', got {self.branch!r}")
+        d = BRANCH_DEFAULTS[self.branch]
+        if self.lam is None: self.lam = d['lam']
+        if not 0 <= self.lam <= 1: raise ValueError(f'lambda must be in [0, 1], got {self.lam}')
+        if self.epochs is None: self.epochs = d['epochs']
+        if self.epochs < 1: raise ValueError(f'epochs must be at least 1, got {self.epochs}')
+        if self.milestones is None: self.milestones = tuple(int(round(f * self.epochs)) for f in d['milestones'])
+        self.milestones, self.model = tuple(self.milestones), model_name(self.model)
+
+# %% ../nbs/06_dualgrad.ipynb #2c2056c6
+def prepare_branch_seed(config:PrepConfig, # what to train
+                        save_dir, # the job's folder
+                        checkpoint_dir, # where the kept checkpoint goes (the branch folder's `checkpoints/`)
+                        device=None, # None: best available
+                        num_workers:int=2, # DataLoader workers (Dataset data only)
+                        progress:bool=False, # a bar over the epochs
+                       ) -> dict:
+    "Train one preparation seed; save its checkpoint if kept; return its record."
+    device = resolve_device(device)
+    train_data, test_data, clean = load_w1_spec(config.data)
+    noisy = inject_label_noise(clean, config.noise_rate, config.seed)
+    clean_t, noisy_t = torch.as_tensor(clean, device=device), torch.as_tensor(noisy, device=device)
+    train_loader, test_loader = make_w1_loaders(train_data, test_data, config.batch_size, seed=config.seed, augment=config.augment,
+                                                num_workers=num_workers, device=device)
+    set_seed(config.seed)
+    model = build_model(config.model).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, weight_decay=5e-4)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(config.milestones), 0.1)
+    state, trajectory = {'step': 0, 'gv': None}, []
+    for ep in tqdm(range(config.epochs), desc=f'{config.branch} seed {config.seed}', leave=False, disable=not progress):
+        train_one_epoch_with_logging(model, train_loader, opt, clean_t, noisy_t, config.lam, state, k=config.k, log_freq=None, device=device)
+        sched.step()
+        if (ep + 1) % 10 == 0 or ep + 1 == config.epochs:
+            trajectory.append({'epoch': ep + 1, 'error': 1 - evaluate(model, test_loader, device)})
+    final_error = trajectory[-1]['error']
+    kept = config.keep_all or BRANCH_DEFAULTS[config.branch]['keep'](final_error)
+    name = f'{config.branch}_seed{config.seed:02d}_err{final_error:.3f}.pth'
+    if kept:
+        save_torch({'model_state_dict': model.state_dict(), 'optimizer_state_dict': opt.state_dict(), 'seed': config.seed,
+                    'lambda': config.lam, 'noise_rate': config.noise_rate, 'epochs': config.epochs, 'final_error': final_error,
+                    'trajectory': trajectory}, Path(checkpoint_dir)/name, manifest=make_manifest(config_dict(config), seed=config.seed, device=device))
+    return {'seed': config.seed, 'lambda': config.lam, 'final_error': final_error, 'kept': kept,
+            'checkpoint_path': name if kept else None, 'trajectory': trajectory}
+
+# %% ../nbs/06_dualgrad.ipynb #17435871
 def prepare_branch_checkpoints(branch:str, # 'ordered' or 'collapse'
-                               *,
-                               lam:float|None=None, # fixed λ (None: 0.35 ordered, 0.60 collapse)
-                               epochs:int|None=None, # training epochs (None: 50 ordered, 100 collapse)
-                               seeds=range(10), # seeds to train, one checkpoint each
+                               config:PrepConfig|None=None, # settings (None: the branch's defaults); keyword arguments override fields
+                               *, seeds=range(10), # seeds to train, one job and one checkpoint each
                                base_dir=None, # folder for `exp_Ta_prep_{branch}_*` (None: `default_base_dir()`)
-                               milestones=None, # epochs where lr drops ×0.1 (None: the branch's fractions of `epochs`)
-                               noise_rate:float=0.4, # symmetric label noise η
-                               lr:float=0.1, # initial learning rate
-                               k:int=16, # cache refresh period of the value gradient
-                               batch_size:int=256, # batch size
+                               resume:bool=True, # continue the newest existing folder, skipping finished seeds
                                train_data=None, # (x, y) tensors or Dataset (None: CIFAR-10)
                                test_data=None, # (x, y) tensors or Dataset (None: CIFAR-10 test split)
-                               augment:bool=True, # crop and flip for tensor data
-                               model_fn=resnet18_cifar, # builds the network
-                               device=None, # None: best available
-                               keep_all:bool=False, # save every seed's checkpoint, not only those that reached the branch's state
-                               resume:bool=True, # continue the newest existing folder, skipping finished seeds
                                data_root='data', # CIFAR-10 folder
                                download:bool=False, # download CIFAR-10 if missing
+                               device=None, # None: best available
                                num_workers:int=2, # DataLoader workers (Dataset data only)
-                               progress:bool=True, # progress bars over seeds and epochs
-                               parallel:bool=False, # train the seeds as parallel jobs through `geoprobe.distributed.run_jobs` (Ray)
-                               address=None, # Ray cluster address for `parallel` (None: a local Ray; 'auto': the running cluster)
+                               progress:bool=True, # progress over seeds and epochs
+                               engine:str='local', # 'local' (seeds one after another here) or 'ray' (parallel workers)
+                               address=None, # with engine='ray': None for a local Ray, 'auto' or 'ray://…' for a cluster
+                               **settings, # `PrepConfig` fields (lam, epochs, lr, batch_size, model, keep_all, ...); `model_fn` is `model`
                               ) -> list[dict]:
-    "Train `branch` checkpoints under label noise with fixed λ, as the public project's Ta-prep notebooks; resumable per seed."
+    "Train `branch` checkpoints under label noise with fixed λ, one job per seed, as the public project's Ta-prep notebooks."
     if branch not in BRANCH_DEFAULTS: raise ValueError(f"branch must be 'ordered' or 'collapse', got {branch!r}")
-    d = BRANCH_DEFAULTS[branch]
-    lam = d['lam'] if lam is None else lam
-    if not 0 <= lam <= 1: raise ValueError(f'lambda must be in [0, 1], got {lam}')
-    epochs = d['epochs'] if epochs is None else epochs
-    milestones = [int(round(f * epochs)) for f in d['milestones']] if milestones is None else list(milestones)
-    raw = dict(train_data=train_data, test_data=test_data, device=device)
-    device = resolve_device(device)
-    train_data, test_data, clean = load_w1_data(train_data, test_data, data_root, download)
-    out = experiment_dir(base_dir, f'exp_Ta_prep_{branch}', resume=resume)
-    (out/'checkpoints').mkdir(exist_ok=True)
-    record = out/f'{branch}_prep_results.json'
-    config = dict(branch=branch, lam=lam, epochs=epochs, milestones=milestones, noise_rate=noise_rate, lr=lr, k=k,
-                  batch_size=batch_size, keep_all=keep_all)
-    results = load_json(record) if record.exists() else []
-    for r in results:
-        if r['config'] != config:
-            raise ValueError(f'{out} holds {branch} checkpoints made with {r["config"]}, not {config}; '
-                             f'pass resume=False (or another base_dir) for a new folder.')
-    done = {r['seed'] for r in results}
-    if parallel:
-        from geoprobe.distributed import run_prep_jobs
-        return run_prep_jobs(branch, [s for s in seeds if s not in done], out, results, raw['train_data'], raw['test_data'],
-                             data_root=data_root, address=address, progress=progress, device=raw['device'], lam=lam, epochs=epochs,
-                             milestones=milestones, noise_rate=noise_rate, lr=lr, k=k, batch_size=batch_size, augment=augment,
-                             model_fn=model_fn, keep_all=keep_all, num_workers=num_workers)
-    for seed in tqdm([s for s in seeds if s not in done], desc=f'prep {branch}', disable=not progress):
-        model, opt, trajectory = _train_branch_seed(seed, branch, lam, epochs, milestones, noise_rate, lr, k, batch_size, train_data,
-                                                    test_data, clean, augment, num_workers, model_fn, device, progress)
-        final_error = trajectory[-1]['error']
-        kept = keep_all or d['keep'](final_error)
-        path = out/'checkpoints'/f'{branch}_seed{seed:02d}_err{final_error:.3f}.pth' if kept else None
-        if kept:
-            save_torch({'model_state_dict': model.state_dict(), 'optimizer_state_dict': opt.state_dict(), 'seed': seed,
-                        'lambda': lam, 'noise_rate': noise_rate, 'epochs': epochs, 'final_error': final_error,
-                        'trajectory': trajectory}, path, manifest=make_manifest(config, seed=seed, device=device))
-        results.append({'seed': seed, 'lambda': lam, 'final_error': final_error, 'kept': kept,
-                        'checkpoint_path': path.name if kept else None, 'trajectory': trajectory, 'config': config})
-        save_json(results, record)
-    return results
+    if 'model_fn' in settings: settings['model'] = settings.pop('model_fn')
+    out = experiment_dir(base_dir, f'exp_Ta_prep_{branch}', resume=resume, verbose=progress)
+    data = w1_data_spec(train_data, test_data, data_root, download, to_file=out/'data' if engine != 'local' else None)
+    if 'epochs' in settings and 'milestones' not in settings: settings['milestones'] = None
+    base = dataclasses.replace(config, **settings) if config is not None else PrepConfig(branch, **settings)
+    if base.branch != branch: raise ValueError(f'config is for the {base.branch} branch, not {branch}')
+    base = dataclasses.replace(base, seed=0, data=data)
+    folder_config = {**config_dict(base), 'seed': None}
+    if load_state(out/'prep_config.json', folder_config) is None: save_state({}, out/'prep_config.json', folder_config)
+    jobs = [Job(f'{branch}/seed{s}', prepare_branch_seed, dataclasses.replace(base, seed=s), str(out/'jobs'/f'seed{s:02d}'),
+                dict(checkpoint_dir=str(out/'checkpoints'), device=device, num_workers=num_workers, progress=progress and engine == 'local'))
+            for s in seeds]
+    def landed(_):
+        records = [load_torch(p)['result'] for p in sorted((out/'jobs').glob(f'seed*/{DONE_FILE}'))]
+        save_json(sorted(records, key=lambda r: r['seed']), out/f'{branch}_prep_results.json', manifest=make_manifest(folder_config))
+    outcomes = run_jobs(jobs, engine, address=address, on_result=landed, progress=progress)
+    job_results(outcomes, f'{branch} preparation seeds')
+    return load_json(out/f'{branch}_prep_results.json') if jobs else []
 
 # %% ../nbs/06_dualgrad.ipynb #9d8e3779
 def prepare_branches(base_dir=None, # folder for both `exp_Ta_prep_*` folders (None: `default_base_dir()`)
                      *, branches=('ordered', 'collapse'), # which branches to prepare
                      ordered:dict|None=None, # settings for the ordered branch only (e.g. `dict(epochs=50)`)
                      collapse:dict|None=None, # settings for the collapse branch only
-                     parallel:bool=False, # one Ray job per seed (see `geoprobe.distributed`)
-                     address=None, # Ray cluster address for `parallel`
-                     **common, # settings for both, passed to `prepare_branch_checkpoints` (seeds, train_data, model_fn, ...)
+                     **common, # settings for both, passed to `prepare_branch_checkpoints` (seeds, train_data, model, engine, ...)
                     ) -> dict:
     "Prepare the ordered and collapse checkpoints W1 starts from; returns each branch's per-seed records."
     own = {'ordered': ordered or {}, 'collapse': collapse or {}}
-    return {b: prepare_branch_checkpoints(b, base_dir=base_dir, parallel=parallel, address=address, **{**common, **own[b]})
-            for b in branches}
+    return {b: prepare_branch_checkpoints(b, base_dir=base_dir, **{**common, **own[b]}) for b in branches}

@@ -15,15 +15,17 @@ from matplotlib.figure import Figure
 from .core import atomic_write
 
 # %% auto #0
-__all__ = ['BRANCH_STYLES', 'GEOMETRY_COLUMNS', 'SCOREBOARD_COLUMNS', 'save_figure', 'geometry_branches', 'branch_style',
-           'seed_spread', 'plot_geometry_by_branch', 'permutation_test', 'geometry_summary', 'format_geometry_summary',
-           'class_columns', 'plot_scoreboard', 'plot_per_class']
+__all__ = ['DISPLAY_DPI', 'BRANCH_STYLES', 'GEOMETRY_COLUMNS', 'SCOREBOARD_COLUMNS', 'save_figure', 'geometry_branches',
+           'branch_style', 'seed_spread', 'plot_geometry_by_branch', 'permutation_test', 'geometry_summary',
+           'format_geometry_summary', 'class_columns', 'plot_scoreboard', 'plot_per_class']
 
 # %% ../nbs/08_plots.ipynb #7684efd8
+DISPLAY_DPI = 80 # dots per inch of the figures built here, i.e. their size in a notebook; files are written at `save_figure`'s dpi
+
 def save_figure(fig:Figure, # the figure to write
                 save_path, # a file (suffix picks the format, e.g. .png) or a folder such as an experiment's `figures/`
                 default_name:str, # file name used when `save_path` is a folder
-                dpi:int=150, # resolution, as in the W1 seed
+                dpi:int=150, # resolution of the file, as in the original W1 cell (independent of the figure's display dpi)
                ) -> Path:
     "Atomically write `fig` to `save_path` (or `save_path/default_name` for a folder) and return the file's path."
     path = Path(save_path)
@@ -102,7 +104,7 @@ def plot_geometry_by_branch(geometry_df:pd.DataFrame, # W1 geometry table (W1_ge
     branches = geometry_branches(geometry_df)
     styles = {b: branch_style(b, i) for i, b in enumerate(branches)}
     sp = {c: seed_spread(geometry_df, c) for c in GEOMETRY_COLUMNS[3:]}
-    fig = Figure(figsize=(16, 9.5), layout='constrained')
+    fig = Figure(figsize=(13, 7.5), dpi=DISPLAY_DPI, layout='constrained')
     axes = fig.subplots(2, 3)
     short = {b: st['label'].split(' (')[0] for b, st in styles.items()}
     for b, st in styles.items():
@@ -118,11 +120,11 @@ def plot_geometry_by_branch(geometry_df:pd.DataFrame, # W1 geometry table (W1_ge
         if len(pts): axes[1, 2].scatter(pts['c_sv_mean'], pts['error'], color=st['color'], marker=st['marker'], alpha=0.6, s=40, label=st['label'])
     axes[0, 2].axhline(noise_rate, color='orange', linestyle='--', alpha=0.7, label=f'noise rate {noise_rate:.2f}')
     _finish(axes[0, 0], 'λ', 'cos(g_struct, g_value)', 'c_sv: structure–value alignment')
-    _finish(axes[0, 1], 'λ', 'cosine', 'c_mc: mix–clean alignment; dashed: c_vc (cached value vs clean)', 8)
+    _finish(axes[0, 1], 'λ', 'cosine', 'c_mc: mix–clean alignment\ndashed: c_vc (cached value vs clean)', 8)
     _finish(axes[0, 2], 'λ', 'test error', 'Performance')
-    _finish(axes[1, 0], 'λ', 'gradient norm', 'Gradient magnitudes (solid $\\|g_s\\|$, dashed $\\|g_v\\|$)', 8)
-    _finish(axes[1, 1], 'λ', 'loss', 'Losses (solid $L_s$ noisy, dashed $L_v$ clean)', 8)
-    _finish(axes[1, 2], 'cos(g_struct, g_value)', 'test error', 'Geometry–performance relationship (every seed and λ)')
+    _finish(axes[1, 0], 'λ', 'gradient norm', 'Gradient magnitudes\n(solid $\\|g_s\\|$, dashed $\\|g_v\\|$)', 8)
+    _finish(axes[1, 1], 'λ', 'loss', 'Losses\n(solid $L_s$ noisy, dashed $L_v$ clean)', 8)
+    _finish(axes[1, 2], 'cos(g_struct, g_value)', 'test error', 'Geometry–performance relationship\n(every seed and λ)')
     n_seeds = ', '.join(f"{short[b]}: {geometry_df.loc[geometry_df['branch'].astype(str) == b, 'seed'].nunique()} seed(s)" for b in branches)
     fig.suptitle(f'W1 gradient geometry by branch: mean ± 1 std over seeds ({n_seeds})')
     if save_path is not None: save_figure(fig, save_path, 'W1_geometry_comparison.png', dpi)
@@ -156,7 +158,7 @@ def geometry_summary(geometry_df:pd.DataFrame, # W1 geometry table, one row per 
                      seed:int=0, # random seed of the Monte Carlo permutations
                      columns=('c_sv_mean', 'c_mc_mean', 'c_vc_mean', 'error'), # metrics to summarise and test
                     ) -> pd.DataFrame:
-    "Per metric: each branch's mean ± std over its rows (as the W1 seed prints) and a permutation test over per-seed means."
+    "Per metric: each branch's mean ± std over its rows (as the original W1 cell prints) and a permutation test over per-seed means."
     _require(geometry_df, ['seed', 'branch', *columns], 'geometry_df', _GEOMETRY_FIX)
     branch = geometry_df['branch'].astype(str)
     branches = geometry_branches(geometry_df)
@@ -229,7 +231,7 @@ def plot_scoreboard(scoreboard:pd.DataFrame, # readout scoreboard (scoreboard.cs
     if not any(name.strip().lower() == 'chance' for name, _ in refs):
         if chance is None and n_classes: chance = 1/n_classes
         if chance is not None: refs.append(('Chance', chance))
-    fig = Figure(figsize=(max(8, 0.8*len(runs) + 5), 6), layout='constrained')
+    fig = Figure(figsize=(max(7, 0.6*len(runs) + 4.5), 5), dpi=DISPLAY_DPI, layout='constrained')
     ax = fig.subplots()
     acc, err = 100*runs['acc_mean'].to_numpy(float), 100*runs['acc_std'].to_numpy(float)
     bars = ax.bar(np.arange(len(runs)), acc, yerr=err, capsize=4, color='tab:blue', alpha=0.85, error_kw=dict(lw=1.2))
@@ -261,7 +263,7 @@ def plot_per_class(scoreboard:pd.DataFrame, # readout scoreboard with per-class 
     runs = runs[runs[classes].notna().any(axis=1)]
     if runs.empty: raise ValueError('scoreboard has no configuration with per-class accuracies to plot.')
     data = 100*runs[classes].to_numpy(float)
-    fig = Figure(figsize=(max(7, 0.75*len(classes) + 5), max(3.5, 0.5*len(runs) + 2)), layout='constrained')
+    fig = Figure(figsize=(max(6, 0.6*len(classes) + 4.5), max(3, 0.4*len(runs) + 1.8)), dpi=DISPLAY_DPI, layout='constrained')
     ax = fig.subplots()
     cm = matplotlib.colormaps[cmap].with_extremes(bad='lightgray')
     im = ax.imshow(np.ma.masked_invalid(data), cmap=cm, vmin=0, vmax=100, aspect='auto')

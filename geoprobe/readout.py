@@ -4,7 +4,8 @@
 
 # %% ../nbs/05_readout.ipynb #6c0475d4
 from __future__ import annotations
-import time
+import tempfile, time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,13 +15,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .core import resolve_device, set_seed, save_json, load_json, save_csv, make_manifest
+from .core import (resolve_device, set_seed, save_json, save_csv, make_manifest, config_dict, share_input, load_input,
+                           StaleStateError)
+from .distributed import Job, run_jobs, job_results
 from .data import InMemoryLoader
 
 # %% auto #0
 __all__ = ['CHANNEL_KEYS', 'LOG_CHANNELS', 'DEFAULT_CONFIGS', 'REFERENCE_RESULTS', 'parse_channels', 'select_channels',
            'channel_names', 'fit_channel_norm', 'apply_channel_norm', 'SpatialConvClassifier', 'stratified_split',
-           'predict', 'per_class_accuracy', 'train_and_eval', 'scoreboard_table', 'conduit_lift', 'run_readout']
+           'predict', 'per_class_accuracy', 'train_and_eval', 'scoreboard_table', 'conduit_lift', 'ReadoutConfig',
+           'readout_job', 'readout_jobs', 'run_readout']
 
 # %% ../nbs/05_readout.ipynb #b1c062f9
 CHANNEL_KEYS = {'S': 'S', 'F': 'friction', 'T': 'settle', 'E': 'error'}
@@ -36,10 +40,10 @@ def parse_channels(channels:str, # letters from 'SFTE', e.g. 'SF' or 'SFET'
     return ''.join(c for c in CHANNEL_KEYS if c in channels)
 
 # %% ../nbs/05_readout.ipynb #32f6b8e0
-def select_channels(maps:dict, # conduit maps in the seed's layout
+def select_channels(maps:dict, # conduit maps in the original's layout
                     channels:str, # letters from 'SFTE'
                    ) -> torch.Tensor:
-    "Stack the chosen maps as a conv input `(N, C, gh, gw)` (the seed's `ConduitDataset.maps`)."
+    "Stack the chosen maps as a conv input `(N, C, gh, gw)` (the original's `ConduitDataset.maps`)."
     letters = parse_channels(channels)
     missing = [CHANNEL_KEYS[c] for c in letters if CHANNEL_KEYS[c] not in maps]
     if missing: raise KeyError(f'maps lack {missing}; they have {sorted(maps)}')
@@ -48,7 +52,7 @@ def select_channels(maps:dict, # conduit maps in the seed's layout
 # %% ../nbs/05_readout.ipynb #3a66eb06
 LOG_CHANNELS = 'FE'
 
-def channel_names(maps:dict, # conduit maps in the seed's layout
+def channel_names(maps:dict, # conduit maps in the original's layout
                   channels:str, # letters from 'SFTE'
                  ) -> list[str]:
     "A name per input channel of `select_channels(maps, channels)`, e.g. ['S0', 'S1', 'S2', 'S3', 'E0']."
@@ -122,7 +126,7 @@ def per_class_accuracy(pred:torch.Tensor, # predicted classes
     return (correct / total).tolist()
 
 # %% ../nbs/05_readout.ipynb #43fa4a00
-def train_and_eval(train_maps:dict, # conduit maps of the training images (seed's layout)
+def train_and_eval(train_maps:dict, # conduit maps of the training images (original's layout)
                    test_maps:dict, # conduit maps of the test images
                    channels:str, # channel letters, e.g. 'SF'
                    *, epochs:int=30, # training epochs (cosine schedule over them)
@@ -131,7 +135,7 @@ def train_and_eval(train_maps:dict, # conduit maps of the training images (seed'
                    seed:int=0, # seeds the split, the weights and the batch order
                    val_fraction:float=0.1, # share of training maps held out for model selection (0: use the last epoch)
                    augment:bool=True, # random horizontal flips of the training maps
-                   normalize:bool=True, # log + standardise channels with training statistics (False: the seed's raw input)
+                   normalize:bool=True, # log + standardise channels with training statistics (False: the original's raw input)
                    n_classes:int|None=None, # number of classes (default: from the labels)
                    device=None, # where to train (None: best available)
                    progress:bool=False, # show a per-epoch progress bar
@@ -223,53 +227,84 @@ def conduit_lift(records:list[dict], # results of `train_and_eval`
     diff = wide.drop(columns=base).sub(wide[base], axis=0)
     return pd.DataFrame({'lift_mean': diff.mean(), 'lift_std': diff.std(ddof=1), 'n_seeds': diff.count()}).sort_values('lift_mean', ascending=False)
 
-# %% ../nbs/05_readout.ipynb #0995b05c
+# %% ../nbs/05_readout.ipynb #ecd7e05d
+@dataclass
+class ReadoutConfig:
+    "One readout run: a channel set, a seed, the training settings and the digest of the maps."
+    channels: str = 'SFET' # channel letters from 'SFTE'
+    seed: int = 0 # seeds the split, the weights and the batch order
+    epochs: int = 30 # training epochs (cosine schedule over them)
+    batch_size: int = 128 # training batch size
+    lr: float = 3e-4 # Adam learning rate
+    val_fraction: float = 0.1 # share of training maps held out for model selection (0: use the last epoch)
+    augment: bool = True # random horizontal flips of the training maps
+    normalize: bool = True # log + standardise channels with training statistics (False: the original's raw input)
+    n_classes: int|None = None # number of classes (None: from the labels)
+    maps: str = '' # content digest of the train and test maps (filled in by `run_readout`)
+
+    def __post_init__(self): self.channels = parse_channels(self.channels)
+
+# %% ../nbs/05_readout.ipynb #53bca0d8
+def readout_job(config:ReadoutConfig, # what to train
+                save_dir, # the job's folder (one run has no state to resume inside it)
+                maps:dict, # handle of the {'train', 'test'} maps, from `geoprobe.core.share_input`
+                device=None, # where to train (None: best available)
+                progress:bool=False, # per-epoch progress bar
+               ) -> dict:
+    "One `train_and_eval` run on shared maps, checked against the config's maps digest."
+    if maps['digest'] != config.maps: raise StaleStateError(f"maps {maps['digest']} are not the maps {config.maps} this job was made for")
+    m = load_input(maps)
+    settings = {k: v for k, v in config_dict(config).items() if k not in ('channels', 'maps')}
+    return train_and_eval(m['train'], m['test'], config.channels, device=device, progress=progress, **settings)
+
+# %% ../nbs/05_readout.ipynb #3fdc5d59
 def _record_key(channels, seed): return f'{channels}/seed{seed}'
 
+def readout_jobs(train_maps:dict, # conduit maps of the training images
+                 test_maps:dict, # conduit maps of the test images
+                 configs, # (letters, name) pairs
+                 seeds, # seeds of every config
+                 folder, # jobs go to folder/{letters}-seed{seed}
+                 engine:str='local', # 'local' or 'ray' (then the maps are also written to folder, for the workers)
+                 device=None, # where to train (None: best available)
+                 **settings, # `ReadoutConfig` fields: epochs, batch_size, lr, val_fraction, augment, normalize, n_classes
+                ) -> list[Job]:
+    "One `readout_job` per (config, seed), all reading one shared copy of the maps."
+    maps = share_input({'train': train_maps, 'test': test_maps}, to_file=Path(folder) if engine != 'local' else None)
+    return [Job(_record_key(c, s), readout_job, ReadoutConfig(c, s, maps=maps['digest'], **settings), str(Path(folder)/f'{c}-seed{s}'),
+                dict(maps=maps, device=device)) for c, _ in configs for s in seeds]
+
+# %% ../nbs/05_readout.ipynb #0995b05c
 def run_readout(train_maps:dict, # conduit maps of the training images
                 test_maps:dict, # conduit maps of the test images
                 configs=DEFAULT_CONFIGS, # (letters, name) pairs
                 seeds=(0, 1, 2), # one training run per seed and config
-                *, save_dir=None, # folder for `readout_records.json` and `scoreboard.csv` (resumes from it)
+                *, save_dir=None, # folder for jobs/, `readout_records.json` and `scoreboard.csv` (resumes from it); None: a temporary one
                 class_names=None, # class names for the per-class columns
-                verbose:bool=True, # print each result as it lands
-                parallel:bool=False, # one job per (config, seed) through `geoprobe.distributed.run_jobs` (Ray if installed)
-                address=None, # with `parallel`: None for a local Ray, 'auto' or 'ray://…' for a cluster
-                **train_kwargs, # passed to `train_and_eval` (epochs, lr, device, normalize, ...)
+                verbose:bool=True, # progress over the runs and a line per run
+                engine:str='local', # 'local' (one after another here) or 'ray' (parallel workers, see `geoprobe.distributed`)
+                address=None, # with engine='ray': None for a local Ray, 'auto' or 'ray://…' for a cluster
+                device=None, # where to train (None: best available)
+                **settings, # `ReadoutConfig` fields: epochs, batch_size, lr, val_fraction, augment, normalize, n_classes
                ) -> pd.DataFrame:
-    "Train every config with every seed (resuming from `save_dir`), one after another or as parallel jobs, and return the scoreboard."
+    "Train every config with every seed as jobs (finished ones are reused when settings and maps match) and return the scoreboard."
     configs = [(parse_channels(c), n) for c, n in configs]
-    records, path = {}, None
-    if save_dir is not None:
-        path = Path(save_dir)/'readout_records.json'
-        if path.exists():
-            saved = load_json(path)
-            want = {k: v for k, v in train_kwargs.items() if k not in ('device', 'progress')}
-            had = {k: v for k, v in saved['train_kwargs'].items() if k not in ('device', 'progress')}
-            if had != want:
-                raise ValueError(f'{path} was made with settings {had}, not {want}: use another save_dir or the same settings.')
-            records = saved['records']
-    def save():
-        if path is not None:
-            save_json({'train_kwargs': {k: str(v) if k == 'device' else v for k, v in train_kwargs.items()}, 'records': records}, path,
-                      manifest=make_manifest(config={'configs': configs, 'seeds': list(seeds), **train_kwargs}, seed=list(seeds)))
-    jobs = [(c, n, s) for c, n in configs for s in seeds if _record_key(c, s) not in records]
-    if verbose and records: print(f'Resuming: {len(records)} runs done, {len(jobs)} to go')
-    if parallel and jobs:
-        from geoprobe.distributed import run_readout_jobs
-        order = [*records, *(_record_key(c, s) for c, _, s in jobs)]
-        def landed(c, s, rec): records[_record_key(c, s)] = rec; save()
-        run_readout_jobs(train_maps, test_maps, [(c, s) for c, _, s in jobs], save_dir, on_record=landed, address=address,
-                         progress=verbose, **train_kwargs)
-        records = {k: records[k] for k in order}
-        save()
-    else:
-        for c, n, s in tqdm(jobs, desc='readout suite', disable=not verbose):
-            rec = train_and_eval(train_maps, test_maps, c, seed=s, **train_kwargs)
-            records[_record_key(c, s)] = rec
-            if verbose: tqdm.write(f"  {n:<34s} seed {s}: test {rec['test_acc']:.1%} (best val epoch {rec['best_epoch']})")
-            save()
-    wanted = [records[_record_key(c, s)] for c, _ in configs for s in seeds]
-    board = scoreboard_table(wanted, configs, class_names)
-    if path is not None: save_csv(board, Path(save_dir)/'scoreboard.csv')
+    if not configs or not len(seeds): raise ValueError('run_readout needs at least one config and one seed')
+    with tempfile.TemporaryDirectory(prefix='geoprobe_readout_') as scratch:
+        folder = Path(save_dir) if save_dir is not None else Path(scratch)
+        jobs = readout_jobs(train_maps, test_maps, configs, seeds, folder/'jobs', engine, device, **settings)
+        names = {c: n for c, n in configs}
+        records = {}
+        def landed(o):
+            if o['status'] == 'failed': return
+            records[o['name']] = o['result']
+            if save_dir is not None:
+                save_json({'records': {j.name: records[j.name] for j in jobs if j.name in records}}, folder/'readout_records.json',
+                          manifest=make_manifest(config=[config_dict(j.config) for j in jobs]))
+        outcomes = run_jobs(jobs, engine, address=address, on_result=landed, progress=verbose)
+        results = job_results(outcomes, 'readout runs')
+    if verbose:
+        for j, r in zip(jobs, results): print(f"  {names[j.config.channels]:<34s} seed {j.config.seed}: test {r['test_acc']:.1%} (best val epoch {r['best_epoch']})")
+    board = scoreboard_table(results, configs, class_names)
+    if save_dir is not None: save_csv(board, Path(save_dir)/'scoreboard.csv')
     return board

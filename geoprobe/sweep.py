@@ -4,7 +4,8 @@
 
 # %% ../nbs/07_sweep.ipynb #f60dba68
 from __future__ import annotations
-import random
+import dataclasses, random
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,15 +13,18 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .core import (set_seed, resolve_device, experiment_dir, find_experiment_dirs, save_json, save_csv, tensor_digest,
-                           save_torch, load_torch, make_manifest)
-from .dualgrad import (resnet18_cifar, inject_label_noise, train_one_epoch_with_logging, evaluate,
-                               load_w1_data, make_w1_loaders)
+from .core import (set_seed, resolve_device, experiment_dir, find_experiment_dirs, save_json, load_json, save_csv,
+                           tensor_digest, file_digest, data_digest, config_dict, load_state, save_state, check_config, StaleStateError,
+                           load_torch, make_manifest)
+from .dualgrad import (resnet18_cifar, build_model, model_name, inject_label_noise, train_one_epoch_with_logging, evaluate,
+                               make_w1_loaders, w1_data_spec, load_w1_spec)
+from .distributed import Job, run_jobs, job_results
 
 # %% auto #0
 __all__ = ['LAMBDA_GRID_UP', 'LAMBDA_GRID_DOWN', 'BRANCH_OF_DIRECTION', 'GEOMETRY_METRICS', 'CHECKPOINT_KEYS',
            'W1_GEOMETRY_COLUMNS', 'make_lambda_grid', 'aggregate_geometry', 'load_branch_checkpoint',
-           'run_sweep_with_geometry', 'find_w1_checkpoints', 'w1_geometry_table', 'run_w1']
+           'run_sweep_with_geometry', 'find_w1_checkpoints', 'w1_geometry_table', 'W1Config', 'SweepConfig',
+           'w1_sweep_job', 'w1_sweep_configs', 'run_w1']
 
 # %% ../nbs/07_sweep.ipynb #1d689fb1
 def make_lambda_grid(start:float=0.30, # first λ of the upward sweep
@@ -28,7 +32,7 @@ def make_lambda_grid(start:float=0.30, # first λ of the upward sweep
                      step:float=0.04, # spacing
                      direction:str='up', # 'up' (start→end) or 'down' (end→start)
                     ) -> np.ndarray:
-    "The seed's λ grid, rounded to two decimals."
+    "The original's λ grid, rounded to two decimals."
     if not step > 0: raise ValueError(f'the λ step must be positive, got {step}')
     if direction == 'up': return np.round(np.arange(start, end + step/2, step), 2)
     if direction == 'down': return np.round(np.arange(end, start - step/2, -step), 2)
@@ -44,7 +48,7 @@ def aggregate_geometry(logs:list[dict], # log entries of one λ (from `train_one
                        lam:float, # the λ
                        error:float, # test error after the λ
                       ) -> dict:
-    "The seed's per-λ geometry row (means, and std for the cosines) plus c_vc; NaN when there are no logs."
+    "The original's per-λ geometry row (means, and std for the cosines) plus c_vc; NaN when there are no logs."
     def stat(key, fn): return float(fn([l[key] for l in logs])) if logs else float('nan')
     row = {'lambda': float(lam), 'error': float(error)}
     for key in ('c_sv', 'c_mc'): row.update({f'{key}_mean': stat(key, np.mean), f'{key}_std': stat(key, np.std)})
@@ -96,12 +100,12 @@ def run_sweep_with_geometry(ckpt_path, # prep checkpoint with seed, final_error,
                             noisy_labels, # noisy labels of the training set (structure gradient)
                             direction:str='up', # 'up' (ordered branch) or 'down' (collapse branch)
                             *,
-                            lambda_grid=None, # λ values in order (None: the seed's grid for `direction`)
+                            lambda_grid=None, # λ values in order (None: the original's grid for `direction`)
                             epochs_per_lambda:int=3, # epochs at each λ
                             k:int=16, # cache refresh period of the value gradient
                             log_freq:int|None=50, # geometry log period in steps
-                            lr:float=0.001, # SGD learning rate (the seed's LR * 0.01)
-                            model_fn=resnet18_cifar, # builds the network the checkpoint belongs to
+                            lr:float=0.001, # SGD learning rate (the original's LR * 0.01)
+                            model_fn=resnet18_cifar, # builds the network the checkpoint belongs to (a function, or a name such as 'small_cnn')
                             device=None, # None: best available
                             save_dir=None, # folder for the resumable state; None: nothing saved
                             callback=None, # called with the partial result after every λ
@@ -116,21 +120,18 @@ def run_sweep_with_geometry(ckpt_path, # prep checkpoint with seed, final_error,
     device = resolve_device(device)
     clean_t = torch.as_tensor(np.asarray(clean_labels), dtype=torch.long, device=device)
     noisy_t = torch.as_tensor(np.asarray(noisy_labels), dtype=torch.long, device=device)
-    config = dict(checkpoint_source=Path(ckpt_path).name, seed=seed, direction=direction, lambda_grid=grid,
-                  epochs_per_lambda=epochs_per_lambda, k=k, log_freq=log_freq, lr=lr,
-                  labels=tensor_digest(clean_t, noisy_t), batch_size=getattr(train_loader, 'batch_size', None),
-                  model=getattr(model_fn, '__name__', type(model_fn).__name__))
+    config = dict(checkpoint=file_digest(ckpt_path), seed=seed, direction=direction, lambda_grid=grid,
+                  epochs_per_lambda=epochs_per_lambda, k=k, log_freq=log_freq, lr=lr, model=model_name(model_fn),
+                  labels=tensor_digest(clean_t, noisy_t), train_data=data_digest(train_loader), test_data=data_digest(test_loader),
+                  loader={a: getattr(train_loader, a, None) for a in ('batch_size', 'seed', 'flip', 'crop_padding')})
     set_seed(seed + 5000)
-    model = model_fn().to(device)
+    model = build_model(model_fn).to(device)
     model.load_state_dict(ckpt['model_state_dict'])
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     state, trajectory, geometry = {'step': 0, 'gv': None}, [], []
     state_path = Path(save_dir)/'sweep_state.pth' if save_dir is not None else None
-    if state_path is not None and state_path.exists():
-        saved = load_torch(state_path)
-        if saved['config'] != config:
-            raise ValueError(f'{state_path} belongs to a sweep with settings {saved["config"]}, not {config}; '
-                             f'use another save_dir or delete it.')
+    saved = load_state(state_path, config) if state_path is not None else None
+    if saved is not None:
         model.load_state_dict(saved['model']); opt.load_state_dict(saved['optimizer'])
         state = {'step': saved['step'], 'gv': None if saved['gv'] is None else [g.to(device) for g in saved['gv']]}
         trajectory, geometry = saved['trajectory'], saved['geometry']
@@ -152,10 +153,10 @@ def run_sweep_with_geometry(ckpt_path, # prep checkpoint with seed, final_error,
         geometry.append(aggregate_geometry(logs, lam, err))
         bar.set_postfix(lam=lam, err=round(err, 4), c_sv=round(geometry[-1]['c_sv_mean'], 3))
         if state_path is not None:
-            save_torch({'config': config, 'model': model.state_dict(), 'optimizer': opt.state_dict(), 'step': state['step'],
+            save_state({'model': model.state_dict(), 'optimizer': opt.state_dict(), 'step': state['step'],
                         'gv': None if state['gv'] is None else [g.cpu() for g in state['gv']], 'rng': _rng_state(),
                         'loader_epoch': getattr(train_loader, 'epoch', None), 'trajectory': trajectory,
-                        'geometry': geometry}, state_path)
+                        'geometry': geometry}, state_path, config)
             save_json(result(), Path(save_dir)/'sweep_result.json')
         if callback is not None: callback(result())
     return result()
@@ -173,7 +174,7 @@ def find_w1_checkpoints(base_dir, # folder holding exp_Ta_prep_ordered_* and exp
                         n_seeds:int=3, # checkpoints per branch
                         collapse_max_error:float=0.85, # collapse checkpoints at or above this error are skipped
                        ) -> tuple[list[Path], list[Path]]:
-    "The ordered and collapse checkpoints W1 sweeps, chosen as the seed does."
+    "The ordered and collapse checkpoints W1 sweeps, chosen as the original does."
     out = []
     for branch in ('ordered', 'collapse'):
         folder = _newest_prep_dir(base_dir, branch)
@@ -191,75 +192,139 @@ W1_GEOMETRY_COLUMNS = ['seed', 'branch', 'lambda', 'error', 'c_sv_mean', 'c_sv_s
 
 def w1_geometry_table(results:list[dict], # results of `run_sweep_with_geometry`
                      ) -> pd.DataFrame:
-    "One row per (seed, branch, λ): the seed's `W1_geometry.csv` table."
+    "One row per (seed, branch, λ): the original's `W1_geometry.csv` table."
     rows = [{'seed': r['seed'], 'branch': r['branch'], **g} for r in results for g in r['geometry']]
     return pd.DataFrame(rows, columns=W1_GEOMETRY_COLUMNS)
 
+# %% ../nbs/07_sweep.ipynb #8ca447b0
+@dataclass
+class W1Config:
+    "The W1 experiment: which checkpoints to sweep, the λ grids and the sweep settings."
+    n_seeds: int = 3 # checkpoints per branch
+    collapse_max_error: float = 0.85 # skip collapse checkpoints at or above this test error (runs that fell to chance)
+    lambda_start: float = 0.30 # lowest λ of the grids
+    lambda_end: float = 0.70 # highest λ of the grids
+    lambda_step: float = 0.04 # λ spacing (up from ordered checkpoints, down from collapse checkpoints)
+    epochs_per_lambda: int = 3 # epochs at each λ
+    k: int = 16 # refresh period of the cached value gradient
+    log_freq: int|None = 50 # geometry log period in steps
+    lr: float = 0.001 # SGD learning rate of the sweeps (the preparation's 0.1 × 0.01)
+    batch_size: int = 256 # batch size
+    noise_rate: float = 0.4 # label noise η of the preparation runs (the sweeps use the same noisy labels)
+    augment: bool = True # padded random crop and flip for tensor data
+    model: str = 'resnet18' # network of the checkpoints: 'resnet18', 'small_cnn' or 'package.module:function'
+
+    def __post_init__(self):
+        self.model = model_name(self.model)
+        for d in ('up', 'down'): _check_grid(self.lambda_grid(d))
+
+    def lambda_grid(self, direction:str) -> list[float]:
+        "The λs of a sweep in `direction` ('up' or 'down')."
+        return [float(l) for l in make_lambda_grid(self.lambda_start, self.lambda_end, self.lambda_step, direction)]
+
+# %% ../nbs/07_sweep.ipynb #9c4e8a6d
+@dataclass
+class SweepConfig:
+    "One W1 sweep: λ swept from one preparation checkpoint, with the digests of the checkpoint and the data."
+    checkpoint: str = '' # path of the preparation checkpoint
+    checkpoint_digest: str = '' # content digest of that file
+    direction: str = 'up' # 'up' (ordered branch) or 'down' (collapse branch)
+    lambda_grid: tuple = () # λ values in order
+    epochs_per_lambda: int = 3 # epochs at each λ
+    k: int = 16 # refresh period of the cached value gradient
+    log_freq: int|None = 50 # geometry log period in steps
+    lr: float = 0.001 # SGD learning rate
+    batch_size: int = 256 # batch size
+    noise_rate: float = 0.4 # label noise η of the preparation run
+    augment: bool = True # padded random crop and flip for tensor data
+    model: str = 'resnet18' # network of the checkpoint
+    data: dict|None = None # W1 data spec with its digest (`geoprobe.dualgrad.w1_data_spec`)
+
+def w1_sweep_job(config:SweepConfig, # the sweep
+                 save_dir, # the sweep's folder: resumable state after every λ, and the result
+                 device=None, # None: best available (on Ray: the job's GPU, if it has one)
+                 num_workers:int=2, # DataLoader workers (Dataset data only)
+                 callback=None, # called with the partial result after every λ
+                 progress:bool=False, # a bar over λ
+                ) -> dict:
+    "One W1 sweep as the original sets it up: noisy labels and data order from the checkpoint's seed; resumable per λ."
+    if file_digest(config.checkpoint) != config.checkpoint_digest:
+        raise StaleStateError(f'{config.checkpoint} changed since this sweep was planned; run the experiment again to plan it anew.')
+    train_data, test_data, clean = load_w1_spec(config.data)
+    device = resolve_device(device)
+    seed = int(load_branch_checkpoint(config.checkpoint)['seed'])
+    train_loader, test_loader = make_w1_loaders(train_data, test_data, config.batch_size, seed=seed + 5000, augment=config.augment,
+                                                num_workers=num_workers, device=device)
+    return run_sweep_with_geometry(config.checkpoint, train_loader, test_loader, clean, inject_label_noise(clean, config.noise_rate, seed),
+                                   config.direction, lambda_grid=config.lambda_grid, epochs_per_lambda=config.epochs_per_lambda, k=config.k,
+                                   log_freq=config.log_freq, lr=config.lr, model_fn=config.model, device=device, save_dir=save_dir,
+                                   callback=callback, progress=progress)
+
 # %% ../nbs/07_sweep.ipynb #a6311c7a
+def w1_sweep_configs(config:W1Config, # the experiment
+                     ordered, # ordered checkpoints (swept up)
+                     collapse, # collapse checkpoints (swept down)
+                     data:dict, # W1 data spec
+                    ) -> list[tuple[str, SweepConfig]]:
+    "`(experiment_id, SweepConfig)` per sweep, in the original's order: W1-ord-001, …, W1-col-001, …."
+    shared = {k: getattr(config, k) for k in ('epochs_per_lambda', 'k', 'log_freq', 'lr', 'batch_size', 'noise_rate', 'augment', 'model')}
+    return [(f'W1-{tag}-{i + 1:03d}', SweepConfig(str(p), file_digest(p), d, tuple(config.lambda_grid(d)), data=data, **shared))
+            for d, tag, paths in (('up', 'ord', ordered), ('down', 'col', collapse)) for i, p in enumerate(paths)]
+
 def run_w1(base_dir, # folder holding the prep folders (and, by default, the W1 output)
-           *,
-           n_seeds:int=3, # checkpoints per branch
-           collapse_max_error:float=0.85, # skip collapse checkpoints at or above this error
-           noise_rate:float=0.4, # label noise η of the prep runs
-           lambda_grid_up=None, # λs of the ordered sweeps (None: 0.30→0.70 step 0.04)
-           lambda_grid_down=None, # λs of the collapse sweeps (None: 0.70→0.30)
-           epochs_per_lambda:int=3, # epochs at each λ
-           k:int=16, # cache refresh period
-           log_freq:int|None=50, # geometry log period in steps
-           lr:float=0.001, # sweep learning rate
-           batch_size:int=256, # batch size
+           config:W1Config|None=None, # the experiment's settings (None: the original's); keyword arguments override fields
+           *, save_dir=None, # output folder (None: newest or new `exp_W1_geometry_*` under base_dir)
+           resume:bool=True, # with save_dir None: continue the newest exp_W1_geometry_* folder
            train_data=None, # (x, y) tensors or Dataset (None: CIFAR-10 with W1's augmentation)
            test_data=None, # (x, y) tensors or Dataset (None: CIFAR-10 test split)
-           augment:bool=True, # crop and flip for tensor data
-           model_fn=resnet18_cifar, # builds the network of the checkpoints
-           device=None, # None: best available
-           save_dir=None, # output folder (None: newest or new `exp_W1_geometry_*` under base_dir)
-           resume:bool=True, # with save_dir None: continue the newest exp_W1_geometry_* folder
            data_root='data', # CIFAR-10 folder
            download:bool=False, # download CIFAR-10 if missing
+           device=None, # None: best available
            num_workers:int=2, # DataLoader workers (Dataset data only)
-           callback=None, # called with each partial sweep result after every λ (after every sweep when parallel)
+           callback=None, # called with each partial sweep result after every λ
            progress:bool=True, # progress bars
-           parallel:bool=False, # run the sweeps as parallel jobs through `geoprobe.distributed.run_jobs` (Ray)
-           address=None, # Ray cluster address for `parallel` (None: a local Ray; 'auto': the running cluster)
+           engine:str='local', # 'local' (sweeps one after another here) or 'ray' (parallel workers)
+           address=None, # with engine='ray': None for a local Ray, 'auto' or 'ray://…' for a cluster
+           **settings, # `W1Config` fields (n_seeds, lambda_step, epochs_per_lambda, lr, model, ...); `model_fn` is `model`
           ) -> list[dict]:
-    "W1: geometry-logged λ sweeps of both branches; results saved after every (seed, λ) and resumable."
-    for grid in (lambda_grid_up, lambda_grid_down):
-        if grid is not None: _check_grid(grid)
-    ordered, collapse = find_w1_checkpoints(base_dir, n_seeds, collapse_max_error)
-    raw = dict(train_data=train_data, test_data=test_data, device=device)
-    train_data, test_data, clean = load_w1_data(train_data, test_data, data_root, download)
-    device = resolve_device(device)
-    out = Path(save_dir) if save_dir is not None else experiment_dir(base_dir, 'exp_W1_geometry', resume=resume)
+    "W1: geometry-logged λ sweeps of both branches, one job per checkpoint; results saved after every (seed, λ) and resumable."
+    if 'model_fn' in settings: settings['model'] = settings.pop('model_fn')
+    config = dataclasses.replace(config, **settings) if config is not None else W1Config(**settings)
+    ordered, collapse = find_w1_checkpoints(base_dir, config.n_seeds, config.collapse_max_error)
+    out = Path(save_dir) if save_dir is not None else experiment_dir(base_dir, 'exp_W1_geometry', resume=resume, verbose=progress)
     out.mkdir(parents=True, exist_ok=True)
-    config = dict(base_dir=base_dir, n_seeds=n_seeds, collapse_max_error=collapse_max_error, noise_rate=noise_rate,
-                  epochs_per_lambda=epochs_per_lambda, k=k, log_freq=log_freq, lr=lr, batch_size=batch_size,
-                  ordered=[p.name for p in ordered], collapse=[p.name for p in collapse])
-    def write(results):
-        manifest = make_manifest(config, device=device)
+    data = w1_data_spec(train_data, test_data, data_root, download, to_file=out/'data' if engine != 'local' else None)
+    sweeps = w1_sweep_configs(config, ordered, collapse, data)
+    key = {**config_dict(config), 'data': data['digest'], 'checkpoints': {i: c.checkpoint_digest for i, c in sweeps}}
+    saved = load_json(out/'W1_config.json')['config'] if (out/'W1_config.json').is_file() else None
+    if saved is not None:
+        settings_only = lambda c: {k: v for k, v in c.items() if k != 'checkpoints'}
+        check_config(settings_only(saved), settings_only(key), out/'W1_config.json')
+        missing = sorted(set(saved['checkpoints']) - {i for i, _ in sweeps})
+        if missing: raise FileNotFoundError(f'{out} was started with sweeps {missing}, whose checkpoints are no longer found under '
+                                            f'{base_dir}; restore them, or use another save_dir.')
+    if load_state(out/'W1_config.json', key) is None: save_state({}, out/'W1_config.json', key)
+    jobs = [Job(i, w1_sweep_job, c, str(out/'sweeps'/i), dict(device=device, num_workers=num_workers, progress=progress and engine == 'local'))
+            for i, c in sweeps]
+    landed = {}
+    def write(partial=None):
+        results = [landed[j.name] for j in jobs if j.name in landed] + ([partial] if partial else [])
+        manifest = make_manifest(key, device=device)
         save_json(results, out/'W1_results.json', manifest=manifest)
         save_csv(w1_geometry_table(results), out/'W1_geometry.csv', manifest=manifest)
-    jobs = [('up', 'ord', i, p) for i, p in enumerate(ordered)] + [('down', 'col', i, p) for i, p in enumerate(collapse)]
-    if parallel:
-        from geoprobe.distributed import run_w1_jobs
-        return run_w1_jobs([(f'W1-{t}-{i + 1:03d}', d, p) for d, t, i, p in jobs], out, write, raw['train_data'], raw['test_data'],
-                           data_root=data_root, callback=callback, address=address, progress=progress, device=raw['device'],
-                           lambda_grid_up=lambda_grid_up, lambda_grid_down=lambda_grid_down, noise_rate=noise_rate,
-                           batch_size=batch_size, augment=augment, num_workers=num_workers, model_fn=model_fn,
-                           epochs_per_lambda=epochs_per_lambda, k=k, log_freq=log_freq, lr=lr)
-    results = []
-    for direction, tag, i, path in tqdm(jobs, desc='W1 sweeps', disable=not progress):
-        exp_id = f'W1-{tag}-{i + 1:03d}'
-        seed = int(load_branch_checkpoint(path)['seed'])
-        train_loader, test_loader = make_w1_loaders(train_data, test_data, batch_size, seed=seed + 5000, augment=augment,
-                                                    num_workers=num_workers, device=device)
-        def on_lambda(partial):
-            write(results + [{**partial, 'experiment_id': exp_id}])
-            if callback is not None: callback(partial)
-        r = run_sweep_with_geometry(path, train_loader, test_loader, clean, inject_label_noise(clean, noise_rate, seed), direction,
-                                    lambda_grid=lambda_grid_up if direction == 'up' else lambda_grid_down,
-                                    epochs_per_lambda=epochs_per_lambda, k=k, log_freq=log_freq, lr=lr, model_fn=model_fn,
-                                    device=device, save_dir=out/'sweeps'/exp_id, callback=on_lambda, progress=progress)
-        results.append({**r, 'experiment_id': exp_id})
-        write(results)
+    def on_result(o):
+        if o['status'] == 'failed': return
+        landed[o['name']] = {**o['result'], 'experiment_id': o['name']}
+        write()
+    if engine == 'local':
+        for j in jobs:
+            def on_lambda(partial, exp_id=j.name):
+                write({**partial, 'experiment_id': exp_id})
+                if callback is not None: callback(partial)
+            j.options['callback'] = on_lambda
+    elif callback is not None:
+        for j in jobs: j.options['callback'] = callback
+    outcomes = run_jobs(jobs, engine, address=address, on_result=on_result, progress=progress)
+    results = [{**r, 'experiment_id': j.name} for j, r in zip(jobs, job_results(outcomes, 'W1 sweeps'))]
+    write()
     return results

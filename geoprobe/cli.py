@@ -253,6 +253,7 @@ def _add_common(p, out_default):
     p.add_argument('--out', default=out_default, help='output folder (created; a rerun resumes what it finished) [%(default)s]')
     p.add_argument('--device', default=None, help="'cpu', 'cuda', 'cuda:N' or 'mps' [best available]")
     p.add_argument('--quiet', action='store_true', help='no progress bars')
+    p.add_argument('--wait', type=float, default=0, help='seconds to wait while another run holds the output folder (0: refuse at once) [%(default)s]')
 
 def _default(fn, name):
     "The default of parameter `name` of library function `fn`."
@@ -312,8 +313,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 # %% ../nbs/10_cli.ipynb #f036a79f
+def _locked(a):
+    "The output folder's lock for the whole command (see `geoprobe.core.folder_lock`)."
+    from geoprobe.core import folder_lock
+    return folder_lock(writable_dir(a.out), wait=a.wait)
+
 def _cmd_demo(a):
-    report = run_demo(a.out, a.device, fast=a.fast, progress=not a.quiet)
+    with _locked(a): report = run_demo(a.out, a.device, fast=a.fast, progress=not a.quiet)
     print(f'report: {report}')
     return 0
 
@@ -323,9 +329,10 @@ def _cmd_readout(a):
     try: configs = [(parse_channels(c), c) for c in a.configs] if a.configs else None
     except ValueError as e: raise UsageError(str(e)) from None
     train, test = (image_tensors(a.data, split, 64, a.data_root, a.download) for split in ('train', 'test'))
-    model, _ = autoencoder(a.svae, out/'svae', device, steps=a.svae_steps, progress=not a.quiet)
-    board, _ = conduit_readout(model, train, test, out, seeds=a.seeds, configs=configs, names=class_names(a.data), device=device,
-                               progress=not a.quiet, engine=a.engine, address=a.address, **config_options(a, ReadoutConfig))
+    with _locked(a):
+        model, _ = autoencoder(a.svae, out/'svae', device, steps=a.svae_steps, progress=not a.quiet)
+        board, _ = conduit_readout(model, train, test, out, seeds=a.seeds, configs=configs, names=class_names(a.data), device=device,
+                                   progress=not a.quiet, engine=a.engine, address=a.address, **config_options(a, ReadoutConfig))
     print(board[['name', 'config', 'acc_mean', 'acc_std', 'n_seeds', 'reference']].to_string(index=False))
     print(f'results: {out}')
     return 0
@@ -340,9 +347,9 @@ def _cmd_sweep(a):
     elif not a.download and not (Path(a.data_root)/'cifar-10-batches-py').is_dir():
         raise UsageError(f'CIFAR-10 not found in {Path(a.data_root)/"cifar-10-batches-py"}: pass --download or --data-root')
     try:
-        table = w1_experiment(out, a.prep_dir, prepare=dict(seeds=a.prep_seeds) if a.prepare else None, engine=a.engine,
-                              address=a.address, data_root=a.data_root, download=a.download, device=device, progress=not a.quiet,
-                              **settings, **data)
+        with _locked(a): table = w1_experiment(out, a.prep_dir, prepare=dict(seeds=a.prep_seeds) if a.prepare else None, engine=a.engine,
+                                               address=a.address, data_root=a.data_root, download=a.download, device=device,
+                                               progress=not a.quiet, **settings, **data)
     except FileNotFoundError as e: raise UsageError(str(e)) from None
     print(table.groupby('branch')[['c_sv_mean', 'c_mc_mean', 'error']].mean().to_string())
     print(f'results: {out}')
@@ -357,8 +364,9 @@ def main(argv:list[str]|None=None, # arguments (default: sys.argv[1:])
     if args.command is None:
         parser.print_help()
         return 0
+    from geoprobe.core import FolderBusyError
     try: return args.run(args)
-    except (UsageError, ValueError, FileNotFoundError, KeyError) as e:
+    except (UsageError, ValueError, FileNotFoundError, KeyError, FolderBusyError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f'geoprobe {args.command}: error: {msg}', file=sys.stderr)
         return 2

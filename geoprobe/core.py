@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #6868d927
 from __future__ import annotations
-import dataclasses, hashlib, importlib, inspect, json, os, platform, random, re, sys, tempfile, time
+import dataclasses, hashlib, importlib, inspect, json, os, platform, random, re, sys, tempfile, time, warnings
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -14,12 +14,13 @@ import pandas as pd
 import torch
 
 # %% auto #0
-__all__ = ['DRIVE_MOUNT', 'TIMESTAMP_FORMAT', 'default_device', 'resolve_device', 'set_seed', 'tensor_digest', 'file_digest',
-           'data_digest', 'in_colab', 'mount_drive', 'default_base_dir', 'timestamp', 'find_experiment_dirs',
-           'experiment_dir', 'atomic_write', 'to_jsonable', 'make_manifest', 'manifest_path', 'load_manifest',
-           'save_json', 'load_json', 'save_csv', 'load_csv', 'save_torch', 'load_torch', 'object_name', 'import_object',
-           'config_dict', 'config_diff', 'StaleStateError', 'check_config', 'save_state', 'load_state', 'config_fields',
-           'share_input', 'load_input']
+__all__ = ['DRIVE_MOUNT', 'TIMESTAMP_FORMAT', 'LOCK_FILE', 'default_device', 'resolve_device', 'set_seed', 'tensor_digest',
+           'file_digest', 'data_digest', 'in_colab', 'mount_drive', 'default_base_dir', 'timestamp',
+           'find_experiment_dirs', 'experiment_dir', 'atomic_write', 'to_jsonable', 'make_manifest', 'manifest_path',
+           'load_manifest', 'save_json', 'save_csv', 'load_csv', 'save_torch', 'CorruptStateError', 'load_json',
+           'load_torch', 'object_name', 'import_object', 'config_dict', 'config_diff', 'StaleStateError',
+           'check_config', 'save_state', 'set_aside', 'load_state', 'rng_state', 'restore_rng', 'FolderBusyError',
+           'remove_temp_files', 'folder_lock', 'config_fields', 'share_input', 'load_input']
 
 # %% ../nbs/00_core.ipynb #4844b496
 def default_device() -> torch.device:
@@ -197,7 +198,7 @@ def atomic_write(path, # the file to (re)write
     "Context manager yielding a file handle; `path` is replaced only if the block finishes without error."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.{os.getpid()}.', suffix='.tmp')
     try:
         with os.fdopen(fd, mode, **({} if 'b' in mode else {'encoding': 'utf-8'})) as f:
             yield f
@@ -258,10 +259,6 @@ def save_json(obj, # anything `to_jsonable` can convert
     _write_manifest(path, manifest)
     return Path(path)
 
-def load_json(path):
-    "Read a JSON file written by `save_json`."
-    with open(path, encoding='utf-8') as f: return json.load(f)
-
 def save_csv(df:pd.DataFrame, # the table
              path, # target file
              manifest:dict|None=None, # provenance to save beside it
@@ -285,14 +282,34 @@ def save_torch(obj, # state dicts, tensors, checkpoints
     _write_manifest(path, manifest)
     return Path(path)
 
+# %% ../nbs/00_core.ipynb #89c86a92
+class CorruptStateError(ValueError):
+    "A saved file that exists but cannot be read (truncated, garbled, or not the kind of file expected)."
+
+def _corrupt(path, e, what):
+    first = (str(e).strip().splitlines() or [''])[0][:120]
+    return CorruptStateError(f'{path} cannot be read as {what} ({type(e).__name__}: {first}); it is truncated or damaged: '
+                             f'delete it (or restore it from a backup) and run again.')
+
+def load_json(path, # a file written by `save_json`
+             ):
+    "Read a JSON file written by `save_json`; a damaged file is a `CorruptStateError` that names it."
+    try:
+        with open(path, encoding='utf-8') as f: return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise _corrupt(path, e, 'JSON') from None
+
+# %% ../nbs/00_core.ipynb #80ba71a7
 def load_torch(path, # file written by `save_torch` or `torch.save`
                map_location='cpu', # where tensors go
                weights_only:bool=False, # torch.load's safe mode (plain tensors and containers only)
               ):
-    "Load a torch file; a missing file is a `FileNotFoundError` that names it."
+    "Load a torch file; a missing file is a `FileNotFoundError`, a damaged one a `CorruptStateError`, each naming it."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f'No such checkpoint/torch file: {path}')
-    return torch.load(path, map_location=map_location, weights_only=weights_only)
+    try: return torch.load(path, map_location=map_location, weights_only=weights_only)
+    except (RuntimeError, EOFError, OSError, ValueError, ImportError, AttributeError, IndexError, KeyError, TypeError,
+            __import__('pickle').UnpicklingError) as e:
+        raise _corrupt(path, e, 'a torch file') from None
 
 # %% ../nbs/00_core.ipynb #bfd0330f
 def object_name(obj) -> str:
@@ -352,17 +369,112 @@ def save_state(state:dict, # what to save (tensors, numbers, lists)
     state = {**state, 'config': config_dict(config)}
     return (save_json if Path(path).suffix == '.json' else save_torch)(state, path, manifest=manifest)
 
+def set_aside(path, # a damaged file
+             ) -> Path:
+    "Rename a damaged file to `{name}.corrupt` (keeping it for inspection) and warn once, naming it."
+    path = Path(path)
+    dest = path.with_name(path.name + '.corrupt')
+    os.replace(path, dest)
+    warnings.warn(f'{path} was damaged (truncated or garbled); moved to {dest.name} and recomputing it.', stacklevel=3)
+    return dest
+
 def load_state(path, # a file written by `save_state`
                config, # the config of this run
+               recompute:bool=False, # the state can be recomputed: set a damaged file aside (with a warning) and return None
               ) -> dict|None:
     "The state saved at `path` for `config`; None when there is none; `StaleStateError` when it belongs to another config."
     path = Path(path)
     if not path.is_file(): return None
-    state = load_json(path) if path.suffix == '.json' else load_torch(path)
+    try: state = load_json(path) if path.suffix == '.json' else load_torch(path)
+    except CorruptStateError:
+        if not recompute: raise
+        set_aside(path); return None
     if not isinstance(state, dict) or 'config' not in state:
         raise StaleStateError(f'{path} holds no config, so it cannot be matched to this run; delete it to start over.')
     check_config(state['config'], config, path)
     return state
+
+# %% ../nbs/00_core.ipynb #ba1a50d1
+def rng_state() -> dict:
+    "The state of every random number generator `set_seed` seeds, to save with resumable state."
+    return {'python': random.getstate(), 'numpy': np.random.get_state(), 'torch': torch.get_rng_state(),
+            'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+def restore_rng(state:dict, # from `rng_state`
+               ):
+    "Put every random number generator back where `rng_state` found it."
+    random.setstate(state['python']); np.random.set_state(state['numpy']); torch.set_rng_state(state['torch'])
+    if state['cuda'] is not None and torch.cuda.is_available(): torch.cuda.set_rng_state_all(state['cuda'])
+
+# %% ../nbs/00_core.ipynb #3d4fe05d
+LOCK_FILE = '.geoprobe.lock'
+_HELD = {}
+
+class FolderBusyError(RuntimeError):
+    "Another live process holds the lock of an experiment folder."
+
+def _pid_alive(pid, host=None) -> bool:
+    "False only when `pid` certainly is not running on this host."
+    if host not in (None, platform.node()): return True
+    try: os.kill(int(pid), 0)
+    except ProcessLookupError: return False
+    except (PermissionError, ValueError, TypeError, OverflowError): return True
+    return True
+
+def remove_temp_files(folder, # a folder geoprobe writes into
+                     ) -> list[Path]:
+    "Delete the temporary files that `atomic_write`s of dead processes left under `folder`; returns them."
+    gone = []
+    for p in Path(folder).rglob('.*.tmp'):
+        parts = p.name.split('.')
+        pid = parts[-3] if len(parts) >= 4 and parts[-3].isdigit() else None
+        if pid is not None and _pid_alive(pid): continue
+        try: p.unlink(); gone.append(p)
+        except FileNotFoundError: pass
+    return gone
+
+# %% ../nbs/00_core.ipynb #0b1dd63b
+def _read_holder(lock):
+    try: return json.loads(lock.read_text())
+    except (OSError, ValueError): return {}
+
+def _take(lock, me) -> bool:
+    try: fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError: return False
+    with os.fdopen(fd, 'w') as f: json.dump(me, f)
+    return True
+
+@contextmanager
+def folder_lock(folder, # the experiment folder (created if missing)
+                wait:float=0, # seconds to wait for a busy folder before giving up (0: refuse at once)
+                poll:float=0.5, # seconds between tries while waiting
+               ):
+    "Hold `folder`'s advisory lock (`.geoprobe.lock`: pid, host, start) while writing into it; re-entrant in one process."
+    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    key = str(folder.resolve())
+    if key in _HELD:
+        _HELD[key] += 1
+        try: yield folder
+        finally: _HELD[key] -= 1
+        return
+    lock, deadline = folder/LOCK_FILE, time.monotonic() + wait
+    me = {'pid': os.getpid(), 'host': platform.node(), 'since': datetime.now().isoformat(timespec='seconds')}
+    while not _take(lock, me):
+        holder = _read_holder(lock)
+        if holder and not _pid_alive(holder.get('pid'), holder.get('host')):
+            warnings.warn(f"{lock}: taking over the lock of process {holder.get('pid')}, which is no longer running.", stacklevel=3)
+            lock.unlink(missing_ok=True); continue
+        if time.monotonic() >= deadline:
+            who = f"process {holder.get('pid')} on {holder.get('host')} (since {holder.get('since')})" if holder else 'another process'
+            raise FolderBusyError(f'{folder} is in use by {who}; wait for it to finish, or write into another folder.')
+        time.sleep(poll)
+    _HELD[key] = 1
+    try:
+        remove_temp_files(folder)
+        yield folder
+    finally:
+        del _HELD[key]
+        lock.unlink(missing_ok=True)
 
 # %% ../nbs/00_core.ipynb #005fd7ef
 def config_fields(cls, # a config dataclass

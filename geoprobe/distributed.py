@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .core import import_object, load_state, save_state
+from .core import folder_lock, import_object, load_state, save_state
 
 # %% auto #0
 __all__ = ['DONE_FILE', 'ATTEMPTS_FILE', 'ENGINES', 'Job', 'job_result', 'execute_job', 'ray_available', 'start_ray', 'run_jobs',
@@ -31,8 +31,8 @@ DONE_FILE, ATTEMPTS_FILE = 'job_result.pt', 'job_attempts.log'
 
 def job_result(job:Job, # a job
               ) -> dict|None:
-    "The saved outcome of a finished job, None if it has not finished; `StaleStateError` if its folder finished another config."
-    return load_state(Path(job.save_dir)/DONE_FILE, job.config)
+    "The saved outcome of a finished job (None if it has not, or its done-marker was damaged); `StaleStateError` for another config."
+    return load_state(Path(job.save_dir)/DONE_FILE, job.config, recompute=True)
 
 # %% ../nbs/09_distributed.ipynb #b1f472fa
 def _attempts(job):
@@ -50,18 +50,17 @@ def execute_job(job:Job, # the job to run
     saved = job_result(job)
     if saved is not None: return _outcome(job, 'skipped', saved['result'], time_s=saved['time_s'])
     if threads: torch.set_num_threads(threads)
-    save_dir = Path(job.save_dir)
-    save_dir.mkdir(parents=True, exist_ok=True)
-    with open(save_dir/ATTEMPTS_FILE, 'a') as f:
-        f.write(f'{time.strftime("%Y-%m-%d %H:%M:%S")} host={socket.gethostname()} pid={os.getpid()}\n')
-    t0 = time.time()
+    save_dir, t0 = Path(job.save_dir), time.time()
     try:
-        fn = import_object(job.fn) if isinstance(job.fn, str) else job.fn
-        result = fn(job.config, save_dir, **job.options)
+        with folder_lock(save_dir):
+            with open(save_dir/ATTEMPTS_FILE, 'a') as f:
+                f.write(f'{time.strftime("%Y-%m-%d %H:%M:%S")} host={socket.gethostname()} pid={os.getpid()}\n')
+            fn = import_object(job.fn) if isinstance(job.fn, str) else job.fn
+            result = fn(job.config, save_dir, **job.options)
+            dt = time.time() - t0
+            save_state({'name': job.name, 'result': result, 'time_s': dt}, save_dir/DONE_FILE, job.config)
     except Exception as e:
         return _outcome(job, 'failed', error=f'{type(e).__name__}: {e}\n{traceback.format_exc()}', time_s=time.time() - t0)
-    dt = time.time() - t0
-    save_state({'name': job.name, 'result': result, 'time_s': dt}, save_dir/DONE_FILE, job.config)
     return _outcome(job, 'done', result, time_s=dt)
 
 # %% ../nbs/09_distributed.ipynb #ed91d48c

@@ -16,14 +16,15 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .core import (set_seed, resolve_device, experiment_dir, save_json, load_json, save_torch, load_torch, make_manifest,
-                           object_name, import_object, data_digest, config_dict, load_state, save_state, share_input, load_input)
+                           object_name, import_object, data_digest, tensor_digest, config_dict, load_state, save_state, share_input,
+                           load_input, folder_lock, rng_state, restore_rng)
 from .data import load_cifar10, cifar10_transform, IndexedDataset, InMemoryLoader
 from .distributed import Job, run_jobs, job_results, DONE_FILE
 
 # %% auto #0
-__all__ = ['MODELS', 'BRANCH_DEFAULTS', 'resnet18_cifar', 'small_cnn', 'model_name', 'build_model', 'inject_label_noise',
-           'cosine_sim', 'dual_gradient_step', 'train_one_epoch_with_logging', 'evaluate', 'load_w1_data',
-           'make_w1_loaders', 'w1_data_spec', 'load_w1_spec', 'PrepConfig', 'prepare_branch_seed',
+__all__ = ['MODELS', 'BRANCH_DEFAULTS', 'PREP_STATE', 'resnet18_cifar', 'small_cnn', 'model_name', 'build_model',
+           'inject_label_noise', 'cosine_sim', 'dual_gradient_step', 'train_one_epoch_with_logging', 'evaluate',
+           'load_w1_data', 'make_w1_loaders', 'w1_data_spec', 'load_w1_spec', 'PrepConfig', 'prepare_branch_seed',
            'prepare_branch_checkpoints', 'prepare_branches']
 
 # %% ../nbs/06_dualgrad.ipynb #115dbb45
@@ -265,14 +266,16 @@ class PrepConfig:
         self.milestones, self.model = tuple(self.milestones), model_name(self.model)
 
 # %% ../nbs/06_dualgrad.ipynb #2c2056c6
+PREP_STATE = 'prep_state.pt'
+
 def prepare_branch_seed(config:PrepConfig, # what to train
-                        save_dir, # the job's folder
+                        save_dir, # the job's folder: `prep_state.pt` after every epoch
                         checkpoint_dir, # where the kept checkpoint goes (the branch folder's `checkpoints/`)
                         device=None, # None: best available
                         num_workers:int=2, # DataLoader workers (Dataset data only)
                         progress:bool=False, # a bar over the epochs
                        ) -> dict:
-    "Train one preparation seed; save its checkpoint if kept; return its record."
+    "Train one preparation seed, resumable after every epoch; save its checkpoint if kept; return its record."
     device = resolve_device(device)
     train_data, test_data, clean = load_w1_spec(config.data)
     noisy = inject_label_noise(clean, config.noise_rate, config.seed)
@@ -283,12 +286,23 @@ def prepare_branch_seed(config:PrepConfig, # what to train
     model = build_model(config.model).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, weight_decay=5e-4)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(config.milestones), 0.1)
-    state, trajectory = {'step': 0, 'gv': None}, []
-    for ep in tqdm(range(config.epochs), desc=f'{config.branch} seed {config.seed}', leave=False, disable=not progress):
+    state, trajectory, start = {'step': 0, 'gv': None}, [], 0
+    saved = load_state(Path(save_dir)/PREP_STATE, config, recompute=True)
+    if saved is not None:
+        model.load_state_dict(saved['model']); opt.load_state_dict(saved['optimizer']); sched.load_state_dict(saved['scheduler'])
+        state = {'step': saved['step'], 'gv': None if saved['gv'] is None else [g.to(device) for g in saved['gv']]}
+        trajectory, start = saved['trajectory'], saved['epoch']
+        restore_rng(saved['rng'])
+        if saved['loader_epoch'] is not None: train_loader.epoch = saved['loader_epoch']
+    for ep in tqdm(range(start, config.epochs), desc=f'{config.branch} seed {config.seed}', leave=False, disable=not progress):
         train_one_epoch_with_logging(model, train_loader, opt, clean_t, noisy_t, config.lam, state, k=config.k, log_freq=None, device=device)
         sched.step()
         if (ep + 1) % 10 == 0 or ep + 1 == config.epochs:
             trajectory.append({'epoch': ep + 1, 'error': 1 - evaluate(model, test_loader, device)})
+        save_state({'epoch': ep + 1, 'model': model.state_dict(), 'optimizer': opt.state_dict(), 'scheduler': sched.state_dict(),
+                    'step': state['step'], 'gv': None if state['gv'] is None else [g.cpu() for g in state['gv']], 'rng': rng_state(),
+                    'loader_epoch': getattr(train_loader, 'epoch', None), 'trajectory': trajectory, 'noisy_labels': tensor_digest(noisy_t)},
+                   Path(save_dir)/PREP_STATE, config)
     final_error = trajectory[-1]['error']
     kept = config.keep_all or BRANCH_DEFAULTS[config.branch]['keep'](final_error)
     name = f'{config.branch}_seed{config.seed:02d}_err{final_error:.3f}.pth'
@@ -320,22 +334,23 @@ def prepare_branch_checkpoints(branch:str, # 'ordered' or 'collapse'
     if branch not in BRANCH_DEFAULTS: raise ValueError(f"branch must be 'ordered' or 'collapse', got {branch!r}")
     if 'model_fn' in settings: settings['model'] = settings.pop('model_fn')
     out = experiment_dir(base_dir, f'exp_Ta_prep_{branch}', resume=resume, verbose=progress)
-    data = w1_data_spec(train_data, test_data, data_root, download, to_file=out/'data' if engine != 'local' else None)
-    if 'epochs' in settings and 'milestones' not in settings: settings['milestones'] = None
-    base = dataclasses.replace(config, **settings) if config is not None else PrepConfig(branch, **settings)
-    if base.branch != branch: raise ValueError(f'config is for the {base.branch} branch, not {branch}')
-    base = dataclasses.replace(base, seed=0, data=data)
-    folder_config = {**config_dict(base), 'seed': None}
-    if load_state(out/'prep_config.json', folder_config) is None: save_state({}, out/'prep_config.json', folder_config)
-    jobs = [Job(f'{branch}/seed{s}', prepare_branch_seed, dataclasses.replace(base, seed=s), str(out/'jobs'/f'seed{s:02d}'),
-                dict(checkpoint_dir=str(out/'checkpoints'), device=device, num_workers=num_workers, progress=progress and engine == 'local'))
-            for s in seeds]
-    def landed(_):
-        records = [load_torch(p)['result'] for p in sorted((out/'jobs').glob(f'seed*/{DONE_FILE}'))]
-        save_json(sorted(records, key=lambda r: r['seed']), out/f'{branch}_prep_results.json', manifest=make_manifest(folder_config))
-    outcomes = run_jobs(jobs, engine, address=address, on_result=landed, progress=progress)
-    job_results(outcomes, f'{branch} preparation seeds')
-    return load_json(out/f'{branch}_prep_results.json') if jobs else []
+    with folder_lock(out):
+        data = w1_data_spec(train_data, test_data, data_root, download, to_file=out/'data' if engine != 'local' else None)
+        if 'epochs' in settings and 'milestones' not in settings: settings['milestones'] = None
+        base = dataclasses.replace(config, **settings) if config is not None else PrepConfig(branch, **settings)
+        if base.branch != branch: raise ValueError(f'config is for the {base.branch} branch, not {branch}')
+        base = dataclasses.replace(base, seed=0, data=data)
+        folder_config = {**config_dict(base), 'seed': None}
+        if load_state(out/'prep_config.json', folder_config) is None: save_state({}, out/'prep_config.json', folder_config)
+        jobs = [Job(f'{branch}/seed{s}', prepare_branch_seed, dataclasses.replace(base, seed=s), str(out/'jobs'/f'seed{s:02d}'),
+                    dict(checkpoint_dir=str(out/'checkpoints'), device=device, num_workers=num_workers, progress=progress and engine == 'local'))
+                for s in seeds]
+        def landed(_):
+            records = [load_torch(p)['result'] for p in sorted((out/'jobs').glob(f'seed*/{DONE_FILE}'))]
+            save_json(sorted(records, key=lambda r: r['seed']), out/f'{branch}_prep_results.json', manifest=make_manifest(folder_config))
+        outcomes = run_jobs(jobs, engine, address=address, on_result=landed, progress=progress)
+        job_results(outcomes, f'{branch} preparation seeds')
+        return load_json(out/f'{branch}_prep_results.json') if jobs else []
 
 # %% ../nbs/06_dualgrad.ipynb #9d8e3779
 def prepare_branches(base_dir=None, # folder for both `exp_Ta_prep_*` folders (None: `default_base_dir()`)

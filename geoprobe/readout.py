@@ -15,9 +15,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .core import (resolve_device, set_seed, save_json, save_csv, make_manifest, config_dict, share_input, load_input,
-                           StaleStateError)
-from .distributed import Job, run_jobs, job_results
+from .core import (resolve_device, set_seed, save_json, save_csv, load_torch, make_manifest, config_dict, share_input,
+                           load_input, load_state, save_state, folder_lock, StaleStateError, CorruptStateError)
+from .distributed import Job, run_jobs, job_results, DONE_FILE
 from .data import InMemoryLoader
 
 # %% auto #0
@@ -275,6 +275,15 @@ def readout_jobs(train_maps:dict, # conduit maps of the training images
                 dict(maps=maps, device=device)) for c, _ in configs for s in seeds]
 
 # %% ../nbs/05_readout.ipynb #0995b05c
+def _saved_records(jobs_dir) -> dict:
+    "The records of every finished run under `jobs_dir`, by '{channels}/seed{seed}'."
+    records = {}
+    for p in sorted(Path(jobs_dir).glob(f'*/{DONE_FILE}')):
+        try: r = load_torch(p)['result']
+        except CorruptStateError: continue
+        records[_record_key(r['channels'], r['seed'])] = r
+    return records
+
 def run_readout(train_maps:dict, # conduit maps of the training images
                 test_maps:dict, # conduit maps of the test images
                 configs=DEFAULT_CONFIGS, # (letters, name) pairs
@@ -292,19 +301,17 @@ def run_readout(train_maps:dict, # conduit maps of the training images
     if not configs or not len(seeds): raise ValueError('run_readout needs at least one config and one seed')
     with tempfile.TemporaryDirectory(prefix='geoprobe_readout_') as scratch:
         folder = Path(save_dir) if save_dir is not None else Path(scratch)
-        jobs = readout_jobs(train_maps, test_maps, configs, seeds, folder/'jobs', engine, device, **settings)
-        names = {c: n for c, n in configs}
-        records = {}
-        def landed(o):
-            if o['status'] == 'failed': return
-            records[o['name']] = o['result']
-            if save_dir is not None:
-                save_json({'records': {j.name: records[j.name] for j in jobs if j.name in records}}, folder/'readout_records.json',
-                          manifest=make_manifest(config=[config_dict(j.config) for j in jobs]))
-        outcomes = run_jobs(jobs, engine, address=address, on_result=landed, progress=verbose)
-        results = job_results(outcomes, 'readout runs')
+        with folder_lock(folder):
+            jobs = readout_jobs(train_maps, test_maps, configs, seeds, folder/'jobs', engine, device, **settings)
+            shared = {k: v for k, v in config_dict(jobs[0].config).items() if k not in ('channels', 'seed')}
+            if load_state(folder/'readout_config.json', shared) is None: save_state({}, folder/'readout_config.json', shared)
+            def landed(o):
+                if o['status'] != 'failed' and save_dir is not None:
+                    save_json({'records': _saved_records(folder/'jobs')}, folder/'readout_records.json', manifest=make_manifest(config=shared))
+            results = job_results(run_jobs(jobs, engine, address=address, on_result=landed, progress=verbose), 'readout runs')
+            board = scoreboard_table(results, configs, class_names)
+            if save_dir is not None: save_csv(board, folder/'scoreboard.csv', manifest=make_manifest(config=shared))
     if verbose:
+        names = dict(configs)
         for j, r in zip(jobs, results): print(f"  {names[j.config.channels]:<34s} seed {j.config.seed}: test {r['test_acc']:.1%} (best val epoch {r['best_epoch']})")
-    board = scoreboard_table(results, configs, class_names)
-    if save_dir is not None: save_csv(board, Path(save_dir)/'scoreboard.csv')
     return board

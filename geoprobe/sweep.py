@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_sweep.ipynb #f60dba68
 from __future__ import annotations
-import dataclasses, random
+import contextlib, dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .core import (set_seed, resolve_device, experiment_dir, find_experiment_dirs, save_json, load_json, save_csv,
-                           tensor_digest, file_digest, data_digest, config_dict, load_state, save_state, check_config, StaleStateError,
+                           tensor_digest, file_digest, data_digest, config_dict, load_state, save_state, check_config, folder_lock, rng_state, restore_rng, StaleStateError,
                            load_torch, make_manifest)
 from .dualgrad import (resnet18_cifar, build_model, model_name, inject_label_noise, train_one_epoch_with_logging, evaluate,
                                make_w1_loaders, w1_data_spec, load_w1_spec)
@@ -72,14 +72,6 @@ def load_branch_checkpoint(path, # a `{branch}_seed*.pth` file
     return ckpt
 
 # %% ../nbs/07_sweep.ipynb #7e459a8b
-def _rng_state():
-    return {'python': random.getstate(), 'numpy': np.random.get_state(), 'torch': torch.get_rng_state(),
-            'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-
-def _restore_rng(s):
-    random.setstate(s['python']); np.random.set_state(s['numpy']); torch.set_rng_state(s['torch'])
-    if s['cuda'] is not None and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
-
 def _check_grid(grid):
     if len(grid) == 0: raise ValueError('lambda_grid is empty')
     bad = [float(l) for l in grid if not 0 <= l <= 1]
@@ -130,35 +122,37 @@ def run_sweep_with_geometry(ckpt_path, # prep checkpoint with seed, final_error,
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     state, trajectory, geometry = {'step': 0, 'gv': None}, [], []
     state_path = Path(save_dir)/'sweep_state.pth' if save_dir is not None else None
-    saved = load_state(state_path, config) if state_path is not None else None
-    if saved is not None:
-        model.load_state_dict(saved['model']); opt.load_state_dict(saved['optimizer'])
-        state = {'step': saved['step'], 'gv': None if saved['gv'] is None else [g.to(device) for g in saved['gv']]}
-        trajectory, geometry = saved['trajectory'], saved['geometry']
-        _restore_rng(saved['rng'])
-        if saved['loader_epoch'] is not None: train_loader.epoch = saved['loader_epoch']
-    branch = BRANCH_OF_DIRECTION[direction]
-    def result():
-        return {'seed': seed, 'branch': branch, 'init_error': init_error,
-                'final_error': trajectory[-1]['error'] if trajectory else None, 'trajectory': list(trajectory),
-                'geometry': list(geometry), 'checkpoint_source': Path(ckpt_path).name}
-    bar = tqdm(grid[len(trajectory):], desc=f'{branch} seed {seed}', disable=not progress, leave=False)
-    for lam in bar:
-        logs = []
-        for _ in range(epochs_per_lambda):
-            logs += train_one_epoch_with_logging(model, train_loader, opt, clean_t, noisy_t, lam, state, k=k,
-                                                 log_freq=log_freq, device=device)
-        err = 1 - evaluate(model, test_loader, device)
-        trajectory.append({'lambda': lam, 'error': err})
-        geometry.append(aggregate_geometry(logs, lam, err))
-        bar.set_postfix(lam=lam, err=round(err, 4), c_sv=round(geometry[-1]['c_sv_mean'], 3))
-        if state_path is not None:
-            save_state({'model': model.state_dict(), 'optimizer': opt.state_dict(), 'step': state['step'],
-                        'gv': None if state['gv'] is None else [g.cpu() for g in state['gv']], 'rng': _rng_state(),
-                        'loader_epoch': getattr(train_loader, 'epoch', None), 'trajectory': trajectory,
-                        'geometry': geometry}, state_path, config)
-            save_json(result(), Path(save_dir)/'sweep_result.json')
-        if callback is not None: callback(result())
+    with folder_lock(save_dir) if save_dir is not None else contextlib.nullcontext():
+        saved = load_state(state_path, config, recompute=True) if state_path is not None else None
+        if saved is not None:
+            model.load_state_dict(saved['model']); opt.load_state_dict(saved['optimizer'])
+            state = {'step': saved['step'], 'gv': None if saved['gv'] is None else [g.to(device) for g in saved['gv']]}
+            trajectory, geometry = saved['trajectory'], saved['geometry']
+            restore_rng(saved['rng'])
+            if saved['loader_epoch'] is not None: train_loader.epoch = saved['loader_epoch']
+        branch = BRANCH_OF_DIRECTION[direction]
+        def result():
+            return {'seed': seed, 'branch': branch, 'init_error': init_error,
+                    'final_error': trajectory[-1]['error'] if trajectory else None, 'trajectory': list(trajectory),
+                    'geometry': list(geometry), 'checkpoint_source': Path(ckpt_path).name}
+        bar = tqdm(grid[len(trajectory):], desc=f'{branch} seed {seed}', disable=not progress, leave=False)
+        for lam in bar:
+            logs = []
+            for _ in range(epochs_per_lambda):
+                logs += train_one_epoch_with_logging(model, train_loader, opt, clean_t, noisy_t, lam, state, k=k,
+                                                     log_freq=log_freq, device=device)
+            err = 1 - evaluate(model, test_loader, device)
+            trajectory.append({'lambda': lam, 'error': err})
+            geometry.append(aggregate_geometry(logs, lam, err))
+            bar.set_postfix(lam=lam, err=round(err, 4), c_sv=round(geometry[-1]['c_sv_mean'], 3))
+            if state_path is not None:
+                save_state({'model': model.state_dict(), 'optimizer': opt.state_dict(), 'step': state['step'],
+                            'gv': None if state['gv'] is None else [g.cpu() for g in state['gv']], 'rng': rng_state(),
+                            'loader_epoch': getattr(train_loader, 'epoch', None), 'trajectory': trajectory,
+                            'geometry': geometry}, state_path, config)
+                save_json(result(), Path(save_dir)/'sweep_result.json')
+            if callback is not None: callback(result())
+        if state_path is not None: save_json(result(), Path(save_dir)/'sweep_result.json')
     return result()
 
 # %% ../nbs/07_sweep.ipynb #4a611f2c
@@ -260,7 +254,7 @@ def w1_sweep_job(config:SweepConfig, # the sweep
                                    log_freq=config.log_freq, lr=config.lr, model_fn=config.model, device=device, save_dir=save_dir,
                                    callback=callback, progress=progress)
 
-# %% ../nbs/07_sweep.ipynb #a6311c7a
+# %% ../nbs/07_sweep.ipynb #8d2454a6
 def w1_sweep_configs(config:W1Config, # the experiment
                      ordered, # ordered checkpoints (swept up)
                      collapse, # collapse checkpoints (swept down)
@@ -271,6 +265,7 @@ def w1_sweep_configs(config:W1Config, # the experiment
     return [(f'W1-{tag}-{i + 1:03d}', SweepConfig(str(p), file_digest(p), d, tuple(config.lambda_grid(d)), data=data, **shared))
             for d, tag, paths in (('up', 'ord', ordered), ('down', 'col', collapse)) for i, p in enumerate(paths)]
 
+# %% ../nbs/07_sweep.ipynb #a6311c7a
 def run_w1(base_dir, # folder holding the prep folders (and, by default, the W1 output)
            config:W1Config|None=None, # the experiment's settings (None: the original's); keyword arguments override fields
            *, save_dir=None, # output folder (None: newest or new `exp_W1_geometry_*` under base_dir)
@@ -293,38 +288,39 @@ def run_w1(base_dir, # folder holding the prep folders (and, by default, the W1 
     ordered, collapse = find_w1_checkpoints(base_dir, config.n_seeds, config.collapse_max_error)
     out = Path(save_dir) if save_dir is not None else experiment_dir(base_dir, 'exp_W1_geometry', resume=resume, verbose=progress)
     out.mkdir(parents=True, exist_ok=True)
-    data = w1_data_spec(train_data, test_data, data_root, download, to_file=out/'data' if engine != 'local' else None)
-    sweeps = w1_sweep_configs(config, ordered, collapse, data)
-    key = {**config_dict(config), 'data': data['digest'], 'checkpoints': {i: c.checkpoint_digest for i, c in sweeps}}
-    saved = load_json(out/'W1_config.json')['config'] if (out/'W1_config.json').is_file() else None
-    if saved is not None:
-        settings_only = lambda c: {k: v for k, v in c.items() if k != 'checkpoints'}
-        check_config(settings_only(saved), settings_only(key), out/'W1_config.json')
-        missing = sorted(set(saved['checkpoints']) - {i for i, _ in sweeps})
-        if missing: raise FileNotFoundError(f'{out} was started with sweeps {missing}, whose checkpoints are no longer found under '
-                                            f'{base_dir}; restore them, or use another save_dir.')
-    if load_state(out/'W1_config.json', key) is None: save_state({}, out/'W1_config.json', key)
-    jobs = [Job(i, w1_sweep_job, c, str(out/'sweeps'/i), dict(device=device, num_workers=num_workers, progress=progress and engine == 'local'))
-            for i, c in sweeps]
-    landed = {}
-    def write(partial=None):
-        results = [landed[j.name] for j in jobs if j.name in landed] + ([partial] if partial else [])
-        manifest = make_manifest(key, device=device)
-        save_json(results, out/'W1_results.json', manifest=manifest)
-        save_csv(w1_geometry_table(results), out/'W1_geometry.csv', manifest=manifest)
-    def on_result(o):
-        if o['status'] == 'failed': return
-        landed[o['name']] = {**o['result'], 'experiment_id': o['name']}
+    with folder_lock(out):
+        data = w1_data_spec(train_data, test_data, data_root, download, to_file=out/'data' if engine != 'local' else None)
+        sweeps = w1_sweep_configs(config, ordered, collapse, data)
+        key = {**config_dict(config), 'data': data['digest'], 'checkpoints': {i: c.checkpoint_digest for i, c in sweeps}}
+        saved = load_json(out/'W1_config.json')['config'] if (out/'W1_config.json').is_file() else None
+        if saved is not None:
+            settings_only = lambda c: {k: v for k, v in c.items() if k != 'checkpoints'}
+            check_config(settings_only(saved), settings_only(key), out/'W1_config.json')
+            missing = sorted(set(saved['checkpoints']) - {i for i, _ in sweeps})
+            if missing: raise FileNotFoundError(f'{out} was started with sweeps {missing}, whose checkpoints are no longer found under '
+                                                f'{base_dir}; restore them, or use another save_dir.')
+        if load_state(out/'W1_config.json', key) is None: save_state({}, out/'W1_config.json', key)
+        jobs = [Job(i, w1_sweep_job, c, str(out/'sweeps'/i), dict(device=device, num_workers=num_workers, progress=progress and engine == 'local'))
+                for i, c in sweeps]
+        landed = {}
+        def write(partial=None):
+            results = [landed[j.name] for j in jobs if j.name in landed] + ([partial] if partial else [])
+            manifest = make_manifest(key, device=device)
+            save_json(results, out/'W1_results.json', manifest=manifest)
+            save_csv(w1_geometry_table(results), out/'W1_geometry.csv', manifest=manifest)
+        def on_result(o):
+            if o['status'] == 'failed': return
+            landed[o['name']] = {**o['result'], 'experiment_id': o['name']}
+            write()
+        if engine == 'local':
+            for j in jobs:
+                def on_lambda(partial, exp_id=j.name):
+                    write({**partial, 'experiment_id': exp_id})
+                    if callback is not None: callback(partial)
+                j.options['callback'] = on_lambda
+        elif callback is not None:
+            for j in jobs: j.options['callback'] = callback
+        outcomes = run_jobs(jobs, engine, address=address, on_result=on_result, progress=progress)
+        results = [{**r, 'experiment_id': j.name} for j, r in zip(jobs, job_results(outcomes, 'W1 sweeps'))]
         write()
-    if engine == 'local':
-        for j in jobs:
-            def on_lambda(partial, exp_id=j.name):
-                write({**partial, 'experiment_id': exp_id})
-                if callback is not None: callback(partial)
-            j.options['callback'] = on_lambda
-    elif callback is not None:
-        for j in jobs: j.options['callback'] = callback
-    outcomes = run_jobs(jobs, engine, address=address, on_result=on_result, progress=progress)
-    results = [{**r, 'experiment_id': j.name} for j, r in zip(jobs, job_results(outcomes, 'W1 sweeps'))]
-    write()
-    return results
+        return results

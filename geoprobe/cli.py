@@ -24,6 +24,7 @@ class UsageError(Exception):
 def writable_dir(path, # folder that will hold the results
                 ) -> Path:
     "Create `path` if needed and check that files can be written in it."
+    if not str(path).strip(): raise UsageError('--out must name a folder, got an empty string')
     p = Path(path).expanduser()
     try:
         p.mkdir(parents=True, exist_ok=True)
@@ -201,7 +202,9 @@ def run_demo(out='geoprobe_demo', # report folder (created; a rerun reuses finis
     "Both experiment families on the embedded digits, with a report; returns the path of report.md."
     from geoprobe.core import save_json, make_manifest, load_json
     from geoprobe.readout import conduit_lift
+    from geoprobe.core import load_state, save_state
     out, device, s = writable_dir(out), checked_device(device), DEMO_SETTINGS[bool(fast)]
+    if load_state(out/'demo_config.json', {'fast': bool(fast)}) is None: save_state({}, out/'demo_config.json', {'fast': bool(fast)})
     t0 = time.time()
     model, _ = autoencoder('small', out/'svae', device, steps=s['svae_steps'], progress=progress)
     train, test = (image_tensors('digits', split, 64, limit=s['n_train' if split == 'train' else 'n_test']) for split in ('train', 'test'))
@@ -365,8 +368,10 @@ def main(argv:list[str]|None=None, # arguments (default: sys.argv[1:])
         parser.print_help()
         return 0
     from geoprobe.core import FolderBusyError
+    from geoprobe.distributed import JobsFailedError
     try: return args.run(args)
-    except (UsageError, ValueError, FileNotFoundError, KeyError, FolderBusyError) as e:
+    except (UsageError, ValueError, FileNotFoundError, KeyError, FolderBusyError, JobsFailedError, OSError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        if isinstance(e, OSError) and not isinstance(e, FileNotFoundError) and e.strerror: msg = f'{e.strerror}: {e.filename or ""}'
         print(f'geoprobe {args.command}: error: {msg}', file=sys.stderr)
         return 2

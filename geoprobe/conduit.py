@@ -11,10 +11,10 @@ import torch
 from torch import nn, Tensor
 
 # %% auto #0
-__all__ = ['ConduitPacket', 'bl_matmul', 'bl_diag', 'scratch', 'faddeev_leverrier', 'sort_columns', 'starting_guesses',
-           'horner_monic', 'laguerre_with_telemetry', 'newton_polish', 'adjugate_eigenvectors', 'newton_schulz',
-           'rayleigh_quotients', 'sort_permutation', 'apply_permutation', 'canonical_signs', 'check_matrix_batch',
-           'FLEighConduit']
+__all__ = ['ConduitPacket', 'bl_matmul', 'bl_diag', 'scratch', 'pow2', 'ldexp_exact', 'binary_exponents', 'faddeev_leverrier',
+           'sort_columns', 'starting_guesses', 'horner_monic', 'laguerre_with_telemetry', 'newton_polish',
+           'adjugate_eigenvectors', 'newton_schulz', 'rayleigh_quotients', 'sort_permutation', 'apply_permutation',
+           'canonical_signs', 'check_matrix_batch', 'check_symmetric', 'FLEighConduit']
 
 # %% ../nbs/02_conduit.ipynb #d4f44bea
 @dataclass
@@ -62,6 +62,28 @@ def scratch(ws:dict|None, # workspace that keeps buffers between calls, or None 
     if t is None or t.shape != shape or t.dtype != dtype or t.device != device:
         t = ws[key] = torch.empty(shape, dtype=dtype, device=device)
     return t
+
+# %% ../nbs/02_conduit.ipynb #8922ddbc
+def pow2(k:Tensor, # integer exponents in the normal range: -126..127 (float32), -1022..1023 (float64)
+         dtype:torch.dtype=torch.float32, # torch.float32 or torch.float64
+        ) -> Tensor: # 2**k, exactly
+    "Powers of two built from their bit pattern (exponent field only), so they are exact on every device."
+    if dtype == torch.float64: return ((k.long() + 1023) << 52).view(torch.float64)
+    return ((k.int() + 127) << 23).view(torch.float32)
+
+def ldexp_exact(x:Tensor, # float32 or float64 values
+                k:Tensor, # integer exponents, broadcastable to x
+                out:Tensor|None=None, # optional result buffer (may be x itself)
+               ) -> Tensor: # x * 2**k
+    "`x·2^k` as a product with two powers of two, each representable: exact wherever the result is a normal number."
+    h = torch.div(k, 2, rounding_mode='floor')
+    return torch.mul(x, pow2(h, x.dtype), out=out).mul_(pow2(k - h, x.dtype))
+
+def binary_exponents(At:Tensor, # (n, n, B) float matrices, batch last
+                    ) -> Tensor: # (B,) int32: e with max |A_ij| in [2^(e-1), 2^e); 0 for a zero or non-finite matrix
+    "The binary exponent of each matrix's largest entry: `A·2^-e` has its largest entry in [0.5, 1)."
+    amax = At.abs().amax((0, 1))
+    return torch.where(torch.isfinite(amax), torch.frexp(amax).exponent, 0)
 
 # %% ../nbs/02_conduit.ipynb #2a155bbf
 def faddeev_leverrier(As:Tensor, # (n, n, B) scaled matrices, batch last, float64
@@ -288,13 +310,31 @@ def canonical_signs(V:Tensor, # (n, n, B) eigenvectors as columns, batch last
 # %% ../nbs/02_conduit.ipynb #a5a571e9
 def check_matrix_batch(A, # a batch of square matrices
                       ) -> Tensor: # A as a tensor of shape (B, n, n)
-    "`A` as a real tensor of shape (B, n, n) with n >= 1; a ValueError naming the shape otherwise."
+    "`A` as a real floating-point tensor of shape (B, n, n) with n >= 1; a ValueError or TypeError naming `A` otherwise."
     if not isinstance(A, Tensor): A = torch.as_tensor(A)
     if A.dim() != 3 or A.shape[-1] != A.shape[-2] or A.shape[-1] == 0:
-        raise ValueError(f"FLEighConduit expects a batch of square matrices of shape (B, n, n) with n >= 1; got shape "
+        raise ValueError(f"FLEighConduit expects `A` as a batch of square matrices of shape (B, n, n) with n >= 1; got shape "
                          f"{tuple(A.shape)}. Use A[None] for a single matrix, A.reshape(-1, n, n) for extra batch dims.")
-    if A.is_complex(): raise ValueError(f"FLEighConduit needs real symmetric matrices; got dtype {A.dtype}.")
+    if not A.is_floating_point():
+        hint = 'complex Hermitian matrices are not supported' if A.is_complex() else 'convert it with A.float() or A.double()'
+        raise TypeError(f"FLEighConduit needs `A` as real floating-point symmetric matrices; got dtype {A.dtype} ({hint}).")
     return A
+
+# %% ../nbs/02_conduit.ipynb #2f27ae42
+def check_symmetric(At:Tensor, # (n, n, B) matrices, batch last, scaled so that their squares cannot overflow
+                    fro:Tensor, # (B,) their Frobenius norms
+                    tol:float, # largest allowed ||A - A^T||_F / ||A||_F
+                    ws:dict|None=None, # optional workspace (see `scratch`)
+                   ):
+    "A ValueError that counts the matrices of the batch that are not symmetric to within `tol` relative to their norm."
+    D = torch.sub(At, At.transpose(0, 1), out=scratch(ws, 'asym', At.shape, At.dtype, At.device))
+    rel = D.square_().sum((0, 1)).sqrt_().div_(fro)
+    bad = rel > tol                                     # NaN (non-finite or zero rows) compares False
+    if bad.any():
+        first, worst = int(bad.nonzero()[0, 0]), float(rel[bad].max())
+        raise ValueError(f"FLEighConduit needs symmetric matrices: {int(bad.sum())} of {len(fro)} matrices in `A` have "
+                         f"||A - A^T||_F / ||A||_F above sym_tol = {tol:g} (the first at index {first}, the largest "
+                         f"{worst:.2g}). Pass (A + A.mT) / 2 for the symmetric part, or set sym_tol.")
 
 # %% ../nbs/02_conduit.ipynb #447b3e2c
 class FLEighConduit(nn.Module):
@@ -307,11 +347,12 @@ class FLEighConduit(nn.Module):
                  research:bool=False, # also fill mstore, z_trajectory, dp_trajectory
                  repair:bool=True, # recompute the eigenpairs of rows where the path failed with torch.linalg.eigh
                  repair_tol:float|None=None, # relative residual that triggers a repair (None: 1e-5, 1e-10 for float64)
+                 sym_tol:float|None=None, # largest ||A - A^T||_F / ||A||_F accepted (None: as repair_tol's default)
                 ):
         super().__init__()
         self.laguerre_iters, self.polish_iters, self.ns_iters = laguerre_iters, polish_iters, ns_iters
         self.friction_delta, self.settle_threshold, self.research = friction_delta, settle_threshold, research
-        self.repair, self.repair_tol = repair, repair_tol
+        self.repair, self.repair_tol, self.sym_tol = repair, repair_tol, sym_tol
         self._workspace = {}                                   # CPU scratch buffers reused between calls
 
     cpu_threads = 1   # intra-op threads the solver uses on CPU (None: keep torch's setting)
@@ -333,10 +374,15 @@ class FLEighConduit(nn.Module):
         B, n, _ = A.shape
         ws = self._workspace if A.device.type == 'cpu' else None
         buf = lambda key, dt=wd: scratch(ws, key, (n, n, B), dt, A.device)
+        default_tol = 1e-5 if wd == torch.float32 else 1e-10
         At = buf('At').copy_(A.permute(1, 2, 0))
-        fro = torch.linalg.vector_norm(A.reshape(B, n * n), dim=-1)
-        nonfinite = ~torch.isfinite(fro)                                           # a NaN/inf entry (or overflow)
-        Ast = torch.div(At, (fro / math.sqrt(n)).clamp(min=1e-12), out=buf('Ast'))   # phase 1
+        e = binary_exponents(At)                                                   # phase 1: exact 2^-e prescale,
+        ldexp_exact(At, -e, out=At)                                                # then the reference's s
+        Ap = ldexp_exact(A, -e[:, None, None], out=scratch(ws, 'Ap', (B, n, n), wd, A.device))
+        fro = torch.linalg.vector_norm(Ap.reshape(B, n * n), dim=-1)              # (batch first, as the reference)
+        nonfinite = ~torch.isfinite(fro)                                           # a NaN/inf entry
+        check_symmetric(At, fro, self.sym_tol if self.sym_tol is not None else default_tol, ws)
+        Ast = torch.div(At, (fro / math.sqrt(n)).clamp(min=1e-12), out=buf('Ast'))
         c, M = faddeev_leverrier(buf('Ad', torch.float64).copy_(Ast), ws)          # phase 2
         lag = laguerre_with_telemetry(c, starting_guesses(Ast, torch.float64 if n > 6 else torch.float32),
                                       self.laguerre_iters, self.friction_delta, self.settle_threshold, self.research)
@@ -344,18 +390,20 @@ class FLEighConduit(nn.Module):
         V = adjugate_eigenvectors(M, lam, ws)                                       # phase 5
         if wd != torch.float64: V = buf('V0').copy_(V)
         V, refres = newton_schulz(V, self.ns_iters, ws)                             # phase 6
-        ev, eres = rayleigh_quotients(At, V, ws)                                    # phase 7
-        tol = self.repair_tol if self.repair_tol is not None else (1e-5 if wd == torch.float32 else 1e-10)
+        ev, eres = rayleigh_quotients(At, V, ws)                                    # phase 7, in units of 2^e
+        tol = self.repair_tol if self.repair_tol is not None else default_tol
         failed = ~(eres <= (tol * fro) ** 2) | ~(refres <= 10 * tol)
         repaired = failed & ~nonfinite if self.repair else torch.zeros_like(failed)
         rows = repaired.nonzero()[:, 0]
         P = sort_permutation(ev, ws)
-        if rows.numel(): P[:, :, rows] = sort_permutation(lam[:, rows].to(wd))     # path roots order repaired rows
+        if rows.numel(): P[:, :, rows] = sort_permutation(lam[:, rows]).to(wd)    # repaired rows: by the path's roots
         ev, V = apply_permutation(P, ev), apply_permutation(P, V, out=buf('Vs'))
         friction, settle = apply_permutation(P, lag['friction']), apply_permutation(P, lag['settle'])
         if rows.numel():
-            w, Q = torch.linalg.eigh(A[rows].double())
+            Ar = Ap[rows].double()
+            w, Q = torch.linalg.eigh((Ar + Ar.mT) / 2)                             # the symmetric part
             ev[:, rows], V[:, :, rows] = w.T.to(wd), Q.permute(1, 2, 0).to(wd)
+        ev = ldexp_exact(ev, e)                                                     # back to the scale of A
         V *= canonical_signs(V, ws)[None]                                           # phase 8
         pk = ConduitPacket(eigenvalues=ev.T.contiguous(), eigenvectors=V.permute(2, 0, 1).contiguous(),
                            char_coeffs=c[:n].T.float().contiguous(), friction=friction.T.contiguous(),

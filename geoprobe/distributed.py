@@ -15,7 +15,7 @@ from .core import folder_lock, import_object, load_state, save_state
 
 # %% auto #0
 __all__ = ['DONE_FILE', 'ATTEMPTS_FILE', 'ENGINES', 'Job', 'job_result', 'execute_job', 'ray_available', 'start_ray', 'run_jobs',
-           'job_results']
+           'JobsFailedError', 'job_results']
 
 # %% ../nbs/09_distributed.ipynb #fa122e65
 @dataclass
@@ -157,6 +157,9 @@ def run_jobs(jobs:list[Job], # independent jobs, each with its own save_dir
     if bar is not None: bar.close()
     return outcomes
 
+class JobsFailedError(RuntimeError):
+    "Some jobs of a `run_jobs` call failed; the message lists each with its error."
+
 def job_results(outcomes:list[dict], # from `run_jobs`
                 what:str='jobs', # what the jobs are, for the message
                ) -> list:
@@ -164,6 +167,6 @@ def job_results(outcomes:list[dict], # from `run_jobs`
     failed = [o for o in outcomes if o['status'] == 'failed']
     if failed:
         lines = '\n'.join(f'  {o["name"]} ({o["save_dir"]}): {o["error"].splitlines()[0]}' for o in failed)
-        raise RuntimeError(f'{len(failed)} of {len(outcomes)} {what} failed; the others finished and are saved. '
+        raise JobsFailedError(f'{len(failed)} of {len(outcomes)} {what} failed; the others finished and are saved. '
                            f'Fix the cause and run the same call again (finished jobs are skipped):\n{lines}')
     return [o['result'] for o in outcomes]

@@ -4,21 +4,22 @@
 
 # %% ../nbs/04_maps.ipynb #68eaa9f3
 from __future__ import annotations
-import json, shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .core import atomic_write, load_torch, make_manifest, resolve_device, save_torch, tensor_digest
+from .core import (check_config, config_dict, load_state, load_torch, make_manifest, resolve_device, save_state, save_torch,
+                           tensor_digest)
 from .conduit import FLEighConduit
 from .svae import extract_patches
 from .plots import save_figure
 
 # %% auto #0
-__all__ = ['MAP_KEYS', 'gram_matrices', 'conduit_maps_batch', 'conduit_settings', 'maps_fingerprint', 'extract_conduit_maps',
-           'plot_conduit_maps', 'conduit_maps_viewer']
+__all__ = ['MAP_KEYS', 'gram_matrices', 'conduit_maps_batch', 'conduit_settings', 'MapsConfig', 'maps_config',
+           'extract_conduit_maps', 'plot_conduit_maps', 'conduit_maps_viewer']
 
 # %% ../nbs/04_maps.ipynb #12aa2f6e
 def gram_matrices(S:torch.Tensor, # singular values (..., D)
@@ -33,9 +34,9 @@ def gram_matrices(S:torch.Tensor, # singular values (..., D)
 def conduit_maps_batch(model:torch.nn.Module, # a PatchSVAE (returns {'recon', 'svd': {'S', 'S_orig', 'Vt', ...}})
                        images:torch.Tensor, # (B, C, H, W) on the model's device
                        conduit:torch.nn.Module, # e.g. FLEighConduit()
-                       use_s:str='S', # 'S' (after cross-attention, as the seed) or 'S_orig' (before)
+                       use_s:str='S', # 'S' (after cross-attention, as the original) or 'S_orig' (before)
                       ) -> dict:
-    "The seed's per-batch maps: S, friction, settle (B, gh, gw, D) and error (B, gh, gw, 1)."
+    "The original cell's per-batch maps: S, friction, settle (B, gh, gw, D) and error (B, gh, gw, 1)."
     if use_s not in ('S', 'S_orig'): raise ValueError(f"use_s must be 'S' or 'S_orig', got {use_s!r}")
     out = model(images)
     S, Vt = out['svd'][use_s], out['svd']['Vt']
@@ -54,12 +55,30 @@ def conduit_settings(conduit:torch.nn.Module) -> dict:
     "The scalar settings of a conduit module (its iteration counts and thresholds)."
     return {k: v for k, v in sorted(vars(conduit).items()) if not k.startswith('_') and isinstance(v, (bool, int, float, str))}
 
-def maps_fingerprint(model, conduit, first_images, first_labels, n_batches, n_samples, use_s, half) -> dict:
-    "Everything that determines a set of conduit maps."
-    return {'model': type(model).__name__ + ':' + tensor_digest(*model.state_dict().values()),
-            'conduit': type(conduit).__name__ + ':' + json.dumps(conduit_settings(conduit), sort_keys=True),
-            'use_s': use_s, 'half': bool(half), 'n_batches': n_batches, 'n_samples': n_samples,
-            'first_batch': tensor_digest(first_images.float(), first_labels.long())}
+@dataclass
+class MapsConfig:
+    "Everything besides the images that determines a set of conduit maps: the settings half of a map cache's key."
+    model: str = '' # the autoencoder's class and the `tensor_digest` of its weights, 'PatchSVAE:<16 hex digits>'
+    conduit: str = 'FLEighConduit' # the conduit's class
+    conduit_settings: dict = field(default_factory=dict) # its scalar settings (`conduit_settings`)
+    use_s: str = 'S' # 'S' (after the cross-attention, as the original) or 'S_orig' (before)
+    half: bool = False # S and settle maps stored in float16
+    n_samples: int|None = None # images in the loader's dataset (None when it has no `dataset`)
+    n_batches: int = 0 # batches the loader yields
+
+    def __post_init__(self):
+        if self.use_s not in ('S', 'S_orig'): raise ValueError(f"use_s must be 'S' or 'S_orig', got {self.use_s!r}")
+
+def maps_config(model:torch.nn.Module, # the autoencoder
+                conduit:torch.nn.Module, # the conduit
+                loader, # the images, in a fixed order
+                use_s:str='S', # 'S' or 'S_orig'
+                half:bool=False, # float16 storage of S and settle
+               ) -> MapsConfig:
+    "The `MapsConfig` of extracting the maps of `loader`'s images with `model` and `conduit`."
+    return MapsConfig(model=f'{type(model).__name__}:{tensor_digest(*model.state_dict().values())}',
+                      conduit=type(conduit).__name__, conduit_settings=conduit_settings(conduit), use_s=use_s, half=bool(half),
+                      n_samples=len(loader.dataset) if hasattr(loader, 'dataset') else None, n_batches=len(loader))
 
 # %% ../nbs/04_maps.ipynb #2495f770
 MAP_KEYS = ('S', 'friction', 'settle', 'error', 'labels')
@@ -73,36 +92,26 @@ def _store(maps, half):
     if not half: return maps
     return {k: v.half() if k in ('S', 'settle') else v for k, v in maps.items()}
 
-def _cache_mismatch(saved:dict, now:dict) -> list[str]:
-    return [f'{k}: cache has {saved.get(k)!r}, now {now.get(k)!r}' for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
-
 # %% ../nbs/04_maps.ipynb #afefa2f8
-def _open_cache(cache:Path, fingerprint:dict) -> dict|None:
-    "Check the cache's fingerprint; return its merged maps when complete, else None (after creating it if new)."
-    meta_path = cache/'meta.json'
-    if meta_path.exists():
-        meta = json.loads(meta_path.read_text())
-        diff = _cache_mismatch(meta['fingerprint'], fingerprint)
-        if diff:
-            raise ValueError(f'The conduit-map cache {cache} was made from different inputs:\n  ' + '\n  '.join(diff) +
-                             '\nUse another cache folder for these settings, or delete this one to recompute.')
-        if meta.get('complete'): return load_torch(cache/'maps.pt')
-        return None
-    cache.mkdir(parents=True, exist_ok=True)
-    with atomic_write(meta_path) as f: json.dump({'fingerprint': fingerprint, 'complete': False}, f, indent=2)
-    return None
+def _open_cache(cache:Path, config:MapsConfig) -> dict:
+    "The cache's record in meta.json (refused when it was made with other settings); a new, empty one for a new cache."
+    meta = load_state(cache/'meta.json', config)
+    if meta is None:
+        meta = {'complete': False, 'inputs': []}
+        save_state(meta, cache/'meta.json', config)
+    return meta
 
-def _finish_cache(cache:Path, maps:dict, fingerprint:dict):
-    "Merge the parts into maps.pt, mark the cache complete, delete the parts."
-    save_torch(maps, cache/'maps.pt', manifest=make_manifest(config=fingerprint))
-    with atomic_write(cache/'meta.json') as f: json.dump({'fingerprint': fingerprint, 'complete': True}, f, indent=2)
+def _finish_cache(cache:Path, maps:dict, config:MapsConfig, inputs:list[str]):
+    "Merge the parts into maps.pt, record every batch's input digest, mark the cache complete, delete the parts."
+    save_torch(maps, cache/'maps.pt', manifest=make_manifest(config=config_dict(config), inputs=inputs))
+    save_state({'complete': True, 'inputs': inputs}, cache/'meta.json', config)
     for p in cache.glob('part_*.pt'): p.unlink()
 
 # %% ../nbs/04_maps.ipynb #985ca505
 def extract_conduit_maps(model:torch.nn.Module, # patch autoencoder (PatchSVAE)
                          loader, # yields (images, labels) or (images, labels, idx) in a fixed order
                          conduit:torch.nn.Module|None=None, # default: FLEighConduit()
-                         *, use_s:str='S', # 'S' (after cross-attention, the seed) or 'S_orig'
+                         *, use_s:str='S', # 'S' (after cross-attention, as the original) or 'S_orig'
                          cache=None, # folder to save maps into and resume from (Drive in Colab)
                          device=None, # None: the model's device
                          half:bool=False, # store S and settle maps in float16
@@ -113,30 +122,33 @@ def extract_conduit_maps(model:torch.nn.Module, # patch autoencoder (PatchSVAE)
     conduit = conduit if conduit is not None else FLEighConduit()
     dev = resolve_device(device) if device is not None else next(model.parameters()).device
     model, conduit = model.to(dev).eval(), conduit.to(dev)
+    config = maps_config(model, conduit, loader, use_s, half)
     cache = Path(cache) if cache is not None else None
-    n_batches = len(loader)
-    n_samples = len(loader.dataset) if hasattr(loader, 'dataset') else None
-    fingerprint, parts = None, {}
+    meta = _open_cache(cache, config) if cache is not None else None
+    finished = meta is not None and meta['complete']
+    inputs, parts = [], []
     with torch.no_grad():
-        for i, batch in enumerate(tqdm(loader, total=n_batches, desc='Conduit maps', disable=not progress)):
+        for i, batch in enumerate(tqdm(loader, total=config.n_batches, desc='Conduit maps', disable=not progress)):
             images, labels = batch[0], torch.as_tensor(batch[1])
-            if i == 0:
-                fingerprint = maps_fingerprint(model, conduit, images, labels, n_batches, n_samples, use_s, half)
-                if cache is not None:
-                    done = _open_cache(cache, fingerprint)
-                    if done is not None: return done
-            part = cache/f'part_{i:06d}.pt' if cache is not None else None
-            if part is not None and part.exists():
-                parts[i] = load_torch(part)
+            inputs.append(tensor_digest(images, labels))
+            if finished:
+                saved = meta['inputs'][i] if i < len(meta['inputs']) else None
+                check_config({f'batch {i}': saved}, {f'batch {i}': inputs[i]}, cache)
                 continue
-            maps = conduit_maps_batch(model, images.to(dev), conduit, use_s)
-            maps = _store({k: v.cpu() for k, v in maps.items()}, half)
+            part = cache/f'part_{i:06d}.pt' if cache is not None else None
+            key = {**config_dict(config), 'batch': i, 'inputs': inputs[i]}
+            saved = load_state(part, key) if part is not None else None
+            if saved is not None:
+                parts.append({k: saved[k] for k in MAP_KEYS})
+                continue
+            maps = _store({k: v.cpu() for k, v in conduit_maps_batch(model, images.to(dev), conduit, use_s).items()}, half)
             maps['labels'] = labels.long().cpu()
-            if part is not None: save_torch(maps, part)
-            parts[i] = maps
+            if part is not None: save_state(maps, part, key)
+            parts.append(maps)
+    if finished: return load_torch(cache/'maps.pt')
     if not parts: raise ValueError('the loader yielded no batches')
-    maps = {k: torch.cat([parts[i][k] for i in range(len(parts))]) for k in MAP_KEYS}
-    if cache is not None: _finish_cache(cache, maps, fingerprint)
+    maps = {k: torch.cat([p[k] for p in parts]) for k in MAP_KEYS}
+    if cache is not None: _finish_cache(cache, maps, config, inputs)
     return maps
 
 # %% ../nbs/04_maps.ipynb #92961e8c

@@ -23,8 +23,8 @@ from .data import InMemoryLoader
 # %% auto #0
 __all__ = ['CHANNEL_KEYS', 'LOG_CHANNELS', 'DEFAULT_CONFIGS', 'REFERENCE_RESULTS', 'parse_channels', 'select_channels',
            'channel_names', 'fit_channel_norm', 'apply_channel_norm', 'SpatialConvClassifier', 'stratified_split',
-           'predict', 'per_class_accuracy', 'train_and_eval', 'scoreboard_table', 'conduit_lift', 'ReadoutConfig',
-           'readout_job', 'readout_jobs', 'run_readout']
+           'predict', 'per_class_accuracy', 'check_readout_settings', 'check_maps', 'train_and_eval',
+           'scoreboard_table', 'conduit_lift', 'ReadoutConfig', 'readout_job', 'readout_jobs', 'run_readout']
 
 # %% ../nbs/05_readout.ipynb #b1c062f9
 CHANNEL_KEYS = {'S': 'S', 'F': 'friction', 'T': 'settle', 'E': 'error'}
@@ -125,6 +125,34 @@ def per_class_accuracy(pred:torch.Tensor, # predicted classes
     total = torch.bincount(labels, minlength=n_classes).float()
     return (correct / total).tolist()
 
+# %% ../nbs/05_readout.ipynb #1fe59483
+def check_readout_settings(epochs:int, # training epochs
+                           batch_size:int, # training batch size
+                           val_fraction:float, # share held out for model selection
+                           lr:float, # learning rate
+                          ):
+    "Refuse readout settings that cannot train, each in one line naming the argument."
+    if epochs < 1: raise ValueError(f'epochs must be at least 1, got {epochs}')
+    if batch_size < 1: raise ValueError(f'batch_size must be at least 1, got {batch_size}')
+    if not 0 <= val_fraction < 1: raise ValueError(f'val_fraction must lie in [0, 1), got {val_fraction}')
+    if not lr > 0: raise ValueError(f'lr must be positive, got {lr}')
+
+def check_maps(x:torch.Tensor, # stacked channels (N, C, gh, gw) from `select_channels`
+               labels:torch.Tensor, # class labels (N,)
+               names:list[str], # `channel_names` of the channels
+               what:str, # 'train_maps' or 'test_maps', for the message
+               n_classes:int|None=None, # labels must lie in [0, n_classes)
+              ):
+    "Refuse empty maps, a label count that does not match, labels out of range, and non-finite values (with count and channel)."
+    if len(x) == 0: raise ValueError(f'{what} hold no maps')
+    if len(labels) != len(x): raise ValueError(f"{what}['labels'] has {len(labels)} labels for {len(x)} maps")
+    if labels.min() < 0 or (n_classes is not None and labels.max() >= n_classes):
+        raise ValueError(f"{what}['labels'] lie in {int(labels.min())}..{int(labels.max())}, outside 0..{(n_classes or 0) - 1}")
+    bad = (~torch.isfinite(x)).sum(dim=(0, 2, 3))
+    if bad.any():
+        where = ', '.join(f'{n}: {int(c)}' for n, c in zip(names, bad) if c)
+        raise ValueError(f'{what} hold {int(bad.sum())} NaN or infinite values ({where}); recompute the maps or drop those images')
+
 # %% ../nbs/05_readout.ipynb #43fa4a00
 def train_and_eval(train_maps:dict, # conduit maps of the training images (original's layout)
                    test_maps:dict, # conduit maps of the test images
@@ -142,11 +170,13 @@ def train_and_eval(train_maps:dict, # conduit maps of the training images (origi
                   ) -> dict:
     "Train `SpatialConvClassifier` on `channels`; select the epoch on validation data; test once."
     t0 = time.time()
-    if epochs < 1: raise ValueError(f'epochs must be at least 1, got {epochs}')
+    check_readout_settings(epochs, batch_size, val_fraction, lr)
     dev = resolve_device(device)
     letters = parse_channels(channels)
-    x_all, y_all = select_channels(train_maps, letters), train_maps['labels'].long()
-    x_test, y_test = select_channels(test_maps, letters), test_maps['labels'].long()
+    x_all, y_all = select_channels(train_maps, letters), torch.as_tensor(train_maps['labels']).long()
+    x_test, y_test = select_channels(test_maps, letters), torch.as_tensor(test_maps['labels']).long()
+    names = channel_names(train_maps, letters)
+    check_maps(x_all, y_all, names, 'train_maps', n_classes); check_maps(x_test, y_test, names, 'test_maps', n_classes)
     if x_all.shape[1:] != x_test.shape[1:]: raise ValueError(f'train maps {tuple(x_all.shape[1:])} and test maps {tuple(x_test.shape[1:])} differ in shape')
     n_classes = n_classes or int(max(y_all.max(), y_test.max())) + 1
     keep, held = stratified_split(y_all, val_fraction, seed) if val_fraction > 0 else (torch.arange(len(y_all)), torch.arange(0))
@@ -242,7 +272,9 @@ class ReadoutConfig:
     n_classes: int|None = None # number of classes (None: from the labels)
     maps: str = '' # content digest of the train and test maps (filled in by `run_readout`)
 
-    def __post_init__(self): self.channels = parse_channels(self.channels)
+    def __post_init__(self):
+        self.channels = parse_channels(self.channels)
+        check_readout_settings(self.epochs, self.batch_size, self.val_fraction, self.lr)
 
 # %% ../nbs/05_readout.ipynb #53bca0d8
 def readout_job(config:ReadoutConfig, # what to train

@@ -5,6 +5,7 @@
 # %% ../nbs/03_svae.ipynb #4c97b278
 from __future__ import annotations
 import hashlib, json, math, shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -12,14 +13,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .core import atomic_write, default_base_dir, load_torch, make_manifest, resolve_device, save_torch, set_seed
+from .core import (atomic_write, check_config, config_dict, default_base_dir, load_torch, make_manifest, resolve_device,
+                           save_torch, set_seed, tensor_digest)
 from .data import InMemoryLoader, load_digits_images
 
 # %% auto #0
 __all__ = ['ARCH_KEYS', 'FRECKLES_V40_CONFIG', 'HF_REPO', 'NOISE_KINDS', 'extract_patches', 'stitch_patches', 'gram_svd',
            'SpectralCrossAttention', 'svae_arch', 'BoundarySmooth', 'residual_mlp', 'PatchSVAE', 'save_svae_checkpoint',
            'check_svae_checkpoint', 'load_svae', 'svae_cache_dir', 'fetch_svae_checkpoint', 'noise_fields',
-           'reconstruction_mse', 'train_svae', 'small_svae_config', 'small_svae', 'pretrained_or_train']
+           'reconstruction_mse', 'SVAETrainConfig', 'train_svae', 'small_svae_config', 'small_svae',
+           'pretrained_or_train']
 
 # %% ../nbs/03_svae.ipynb #2386789f
 def extract_patches(images:torch.Tensor, # (B, C, H, W) images
@@ -386,6 +389,25 @@ def reconstruction_mse(model:PatchSVAE, # the autoencoder
     model.train(was_training)
     return total / images.numel()
 
+# %% ../nbs/03_svae.ipynb #1a54baef
+@dataclass
+class SVAETrainConfig:
+    "Everything that determines a `train_svae` run: the resume key of its checkpoints."
+    arch: dict = field(default_factory=lambda: svae_arch(FRECKLES_V40_CONFIG)) # the complete architecture (`svae_arch` of the config)
+    steps: int = 500 # optimizer steps in total (they set the cosine schedule)
+    batch_size: int = 32 # images per step
+    lr: float = 2e-3 # peak Adam learning rate
+    seed: int = 0 # seeds the initial weights, the image order and the noise
+    data: str = 'noise' # 'noise' for noise fields, else the `tensor_digest` of all the training images
+    img_size: int|None = 64 # size of the noise fields (None for images: their digest covers it)
+    noise_kinds: list|None = None # NOISE_KINDS names of the noise fields, in order (None: all 16; None for images)
+    val_data: str = '' # `tensor_digest` of the held-out images behind test_mse
+
+    def __post_init__(self):
+        self.arch = svae_arch(self.arch)
+        if self.data == 'noise': self.noise_kinds = list(NOISE_KINDS) if self.noise_kinds is None else list(self.noise_kinds)
+        else: self.img_size, self.noise_kinds = None, None
+
 # %% ../nbs/03_svae.ipynb #c3cd2113
 def train_svae(images_or_source, # (N, C, H, W) image tensor, or 'noise' for synthetic noise fields
                config:dict, # architecture (see `svae_arch`), e.g. `small_svae_config()` or FRECKLES_V40_CONFIG
@@ -394,7 +416,7 @@ def train_svae(images_or_source, # (N, C, H, W) image tensor, or 'noise' for syn
                lr:float=2e-3, # peak Adam learning rate (cosine decay to 0 over `steps`)
                ckpt_dir=None, # folder for last.pt / best.pt; None: no checkpoints, no resume
                save_every:int=100, # steps between checkpoints
-               resume:bool=True, # continue from ckpt_dir/last.pt when it exists
+               resume:bool=True, # continue from ckpt_dir/last.pt when it exists (refused when it belongs to another run)
                seed:int=0, # seeds the initial weights, the image order and the noise
                img_size:int=64, # size of the noise fields
                noise_kinds=None, # NOISE_KINDS names to train on; None: all 16
@@ -412,18 +434,21 @@ def train_svae(images_or_source, # (N, C, H, W) image tensor, or 'noise' for syn
     if val_images is None:
         val_images = (noise_fields(64, img_size, noise_kinds, torch.Generator().manual_seed(seed + 12345))[0] if is_noise
                       else images_or_source[:64])
+    run = SVAETrainConfig(arch=config, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                          data='noise' if is_noise else tensor_digest(images_or_source), img_size=img_size,
+                          noise_kinds=noise_kinds, val_data=tensor_digest(val_images))
     set_seed(seed)
     model = PatchSVAE(config).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (1 + math.cos(math.pi * min(t, steps) / steps)))
     train_cfg = {**config, 'dataset': 'noise' if is_noise else 'images', 'img_size': img_size if is_noise else images_or_source.shape[-1],
                  'lr': lr, 'batch_size': batch_size, 'seed': seed, 'noise_kinds': noise_kinds}
+    key = {'train_config': config_dict(run)}
     start, history, best = 0, [], float('inf')
     last = Path(ckpt_dir)/'last.pt' if ckpt_dir is not None else None
     if last is not None and resume and last.is_file():
         ckpt = load_torch(last, weights_only=False)
-        if svae_arch(ckpt['config']) != model.config:
-            raise ValueError(f'{last} holds a different architecture {svae_arch(ckpt["config"])}; use another ckpt_dir or resume=False.')
+        check_config(ckpt.get('train_config', {}), run, last)
         model.load_state_dict(ckpt['model_state_dict'])
         opt.load_state_dict(ckpt['optimizer_state_dict']); sched.load_state_dict(ckpt['scheduler_state_dict'])
         start, history, best = ckpt['step'], ckpt.get('history', []), ckpt.get('best_mse', float('inf'))
@@ -433,11 +458,11 @@ def train_svae(images_or_source, # (N, C, H, W) image tensor, or 'noise' for syn
         mse = reconstruction_mse(model, val_images)
         history.append({'step': step, 'val_mse': mse})
         kw = dict(epoch=step, test_mse=mse, optimizer=opt, scheduler=sched, config=train_cfg,
-                  manifest=make_manifest(train_cfg, seed=seed, device=dev, step=step, test_mse=mse))
+                  manifest=make_manifest(config_dict(run), seed=seed, device=dev, step=step, test_mse=mse))
         if mse < best:
             best = mse
-            save_svae_checkpoint(model, Path(ckpt_dir)/'best.pt', extra={'step': step, 'best_mse': best}, **kw)
-        save_svae_checkpoint(model, last, extra={'step': step, 'history': history, 'best_mse': best}, **kw)
+            save_svae_checkpoint(model, Path(ckpt_dir)/'best.pt', extra={'step': step, 'best_mse': best, **key}, **kw)
+        save_svae_checkpoint(model, last, extra={'step': step, 'history': history, 'best_mse': best, **key}, **kw)
 
     batches = (_noise_batches(batch_size, img_size, noise_kinds, seed, start, dev) if is_noise
                else _image_batches(images_or_source, batch_size, seed, start, dev))

@@ -22,7 +22,7 @@ from .distributed import Job, run_jobs, job_results
 
 # %% auto #0
 __all__ = ['LAMBDA_GRID_UP', 'LAMBDA_GRID_DOWN', 'BRANCH_OF_DIRECTION', 'GEOMETRY_METRICS', 'CHECKPOINT_KEYS',
-           'W1_GEOMETRY_COLUMNS', 'make_lambda_grid', 'aggregate_geometry', 'load_branch_checkpoint',
+           'W1_GEOMETRY_COLUMNS', 'make_lambda_grid', 'aggregate_geometry', 'load_branch_checkpoint', 'branch_model',
            'run_sweep_with_geometry', 'find_w1_checkpoints', 'w1_geometry_table', 'W1Config', 'SweepConfig',
            'w1_sweep_job', 'w1_sweep_configs', 'run_w1']
 
@@ -71,6 +71,21 @@ def load_branch_checkpoint(path, # a `{branch}_seed*.pth` file
                        f'(as written by geoprobe.dualgrad.prepare_branch_checkpoints).')
     return ckpt
 
+# %% ../nbs/07_sweep.ipynb #a4aa3f0e
+def branch_model(ckpt_path, # a preparation checkpoint
+                 model_fn=resnet18_cifar, # the network it belongs to: a function, or a name such as 'small_cnn'
+                 ckpt:dict|None=None, # the checkpoint, when it is already loaded
+                ) -> torch.nn.Module:
+    "The network of a preparation checkpoint, with its weights; a checkpoint of another network is refused in one line."
+    ckpt = load_branch_checkpoint(ckpt_path) if ckpt is None else ckpt
+    model = build_model(model_fn)
+    try: model.load_state_dict(ckpt['model_state_dict'])
+    except RuntimeError as e:
+        detail = next((l.strip() for l in str(e).splitlines()[1:] if l.strip()), '')[:100]
+        raise ValueError(f'{ckpt_path} does not fit the network {model_name(model_fn)!r} ({detail} …); '
+                         f'pass the network it was trained with (model_fn=..., or --model on the command line).') from None
+    return model
+
 # %% ../nbs/07_sweep.ipynb #7e459a8b
 def _check_grid(grid):
     if len(grid) == 0: raise ValueError('lambda_grid is empty')
@@ -117,8 +132,7 @@ def run_sweep_with_geometry(ckpt_path, # prep checkpoint with seed, final_error,
                   labels=tensor_digest(clean_t, noisy_t), train_data=data_digest(train_loader), test_data=data_digest(test_loader),
                   loader={a: getattr(train_loader, a, None) for a in ('batch_size', 'seed', 'flip', 'crop_padding')})
     set_seed(seed + 5000)
-    model = build_model(model_fn).to(device)
-    model.load_state_dict(ckpt['model_state_dict'])
+    model = branch_model(ckpt_path, model_fn, ckpt).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     state, trajectory, geometry = {'step': 0, 'gv': None}, [], []
     state_path = Path(save_dir)/'sweep_state.pth' if save_dir is not None else None
@@ -286,6 +300,7 @@ def run_w1(base_dir, # folder holding the prep folders (and, by default, the W1 
     if 'model_fn' in settings: settings['model'] = settings.pop('model_fn')
     config = dataclasses.replace(config, **settings) if config is not None else W1Config(**settings)
     ordered, collapse = find_w1_checkpoints(base_dir, config.n_seeds, config.collapse_max_error)
+    for p in ordered + collapse: branch_model(p, config.model)
     out = Path(save_dir) if save_dir is not None else experiment_dir(base_dir, 'exp_W1_geometry', resume=resume, verbose=progress)
     out.mkdir(parents=True, exist_ok=True)
     with folder_lock(out):

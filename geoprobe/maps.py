@@ -4,6 +4,7 @@
 
 # %% ../nbs/04_maps.ipynb #68eaa9f3
 from __future__ import annotations
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .core import (check_config, config_dict, load_state, load_torch, make_manifest, resolve_device, save_state, save_torch,
-                           tensor_digest)
+                           tensor_digest, folder_lock, set_aside, CorruptStateError)
 from .conduit import FLEighConduit
 from .svae import extract_patches
 from .plots import save_figure
@@ -94,8 +95,13 @@ def _store(maps, half):
 
 # %% ../nbs/04_maps.ipynb #afefa2f8
 def _open_cache(cache:Path, config:MapsConfig) -> dict:
-    "The cache's record in meta.json (refused when it was made with other settings); a new, empty one for a new cache."
-    meta = load_state(cache/'meta.json', config)
+    "The cache's record in meta.json, with its maps when complete (refused when made with other settings); a new, empty one for a new or damaged cache."
+    meta = load_state(cache/'meta.json', config, recompute=True)
+    if meta is not None and meta['complete']:
+        try: meta['maps'] = load_torch(cache/'maps.pt')
+        except (CorruptStateError, FileNotFoundError) as e:
+            if isinstance(e, CorruptStateError): set_aside(cache/'maps.pt')
+            meta = None
     if meta is None:
         meta = {'complete': False, 'inputs': []}
         save_state(meta, cache/'meta.json', config)
@@ -124,32 +130,33 @@ def extract_conduit_maps(model:torch.nn.Module, # patch autoencoder (PatchSVAE)
     model, conduit = model.to(dev).eval(), conduit.to(dev)
     config = maps_config(model, conduit, loader, use_s, half)
     cache = Path(cache) if cache is not None else None
-    meta = _open_cache(cache, config) if cache is not None else None
-    finished = meta is not None and meta['complete']
-    inputs, parts = [], []
-    with torch.no_grad():
-        for i, batch in enumerate(tqdm(loader, total=config.n_batches, desc='Conduit maps', disable=not progress)):
-            images, labels = batch[0], torch.as_tensor(batch[1])
-            inputs.append(tensor_digest(images, labels))
-            if finished:
-                saved = meta['inputs'][i] if i < len(meta['inputs']) else None
-                check_config({f'batch {i}': saved}, {f'batch {i}': inputs[i]}, cache)
-                continue
-            part = cache/f'part_{i:06d}.pt' if cache is not None else None
-            key = {**config_dict(config), 'batch': i, 'inputs': inputs[i]}
-            saved = load_state(part, key) if part is not None else None
-            if saved is not None:
-                parts.append({k: saved[k] for k in MAP_KEYS})
-                continue
-            maps = _store({k: v.cpu() for k, v in conduit_maps_batch(model, images.to(dev), conduit, use_s).items()}, half)
-            maps['labels'] = labels.long().cpu()
-            if part is not None: save_state(maps, part, key)
-            parts.append(maps)
-    if finished: return load_torch(cache/'maps.pt')
-    if not parts: raise ValueError('the loader yielded no batches')
-    maps = {k: torch.cat([p[k] for p in parts]) for k in MAP_KEYS}
-    if cache is not None: _finish_cache(cache, maps, config, inputs)
-    return maps
+    with folder_lock(cache) if cache is not None else contextlib.nullcontext():
+        meta = _open_cache(cache, config) if cache is not None else None
+        finished = meta is not None and meta['complete']
+        inputs, parts = [], []
+        with torch.no_grad():
+            for i, batch in enumerate(tqdm(loader, total=config.n_batches, desc='Conduit maps', disable=not progress)):
+                images, labels = batch[0], torch.as_tensor(batch[1])
+                inputs.append(tensor_digest(images, labels))
+                if finished:
+                    saved = meta['inputs'][i] if i < len(meta['inputs']) else None
+                    check_config({f'batch {i}': saved}, {f'batch {i}': inputs[i]}, cache)
+                    continue
+                part = cache/f'part_{i:06d}.pt' if cache is not None else None
+                key = {**config_dict(config), 'batch': i, 'inputs': inputs[i]}
+                saved = load_state(part, key, recompute=True) if part is not None else None
+                if saved is not None:
+                    parts.append({k: saved[k] for k in MAP_KEYS})
+                    continue
+                maps = _store({k: v.cpu() for k, v in conduit_maps_batch(model, images.to(dev), conduit, use_s).items()}, half)
+                maps['labels'] = labels.long().cpu()
+                if part is not None: save_state(maps, part, key)
+                parts.append(maps)
+        if finished: return meta['maps']
+        if not parts: raise ValueError('the loader yielded no batches')
+        maps = {k: torch.cat([p[k] for p in parts]) for k in MAP_KEYS}
+        if cache is not None: _finish_cache(cache, maps, config, inputs)
+        return maps
 
 # %% ../nbs/04_maps.ipynb #92961e8c
 def plot_conduit_maps(maps:dict, # conduit maps

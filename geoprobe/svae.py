@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_svae.ipynb #4c97b278
 from __future__ import annotations
-import hashlib, json, math, shutil
+import contextlib, hashlib, json, math, shutil, time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .core import (atomic_write, check_config, config_dict, default_base_dir, load_torch, make_manifest, resolve_device,
-                           save_torch, set_seed, tensor_digest)
+                           save_torch, set_seed, tensor_digest, folder_lock, set_aside, CorruptStateError)
 from .data import InMemoryLoader, load_digits_images
 
 # %% auto #0
@@ -415,7 +415,8 @@ def train_svae(images_or_source, # (N, C, H, W) image tensor, or 'noise' for syn
                batch_size:int=32, # images per step
                lr:float=2e-3, # peak Adam learning rate (cosine decay to 0 over `steps`)
                ckpt_dir=None, # folder for last.pt / best.pt; None: no checkpoints, no resume
-               save_every:int=100, # steps between checkpoints
+               save_every:int=100, # steps between checkpoints with a validation MSE (and best.pt)
+               save_seconds:float=60, # also save last.pt whenever this many seconds passed since the last save
                resume:bool=True, # continue from ckpt_dir/last.pt when it exists (refused when it belongs to another run)
                seed:int=0, # seeds the initial weights, the image order and the noise
                img_size:int=64, # size of the noise fields
@@ -430,6 +431,9 @@ def train_svae(images_or_source, # (N, C, H, W) image tensor, or 'noise' for syn
     is_noise = isinstance(images_or_source, str)
     if is_noise and images_or_source != 'noise':
         raise ValueError(f"images_or_source must be an image tensor or 'noise', got {images_or_source!r}")
+    if steps < 1: raise ValueError(f'steps must be at least 1, got {steps}')
+    if batch_size < 1: raise ValueError(f'batch_size must be at least 1, got {batch_size}')
+    if not is_noise and len(images_or_source) == 0: raise ValueError('images_or_source holds no images')
     if not is_noise: extract_patches(images_or_source[:1], svae_arch(config)['patch_size'], svae_arch(config)['channels'])
     if val_images is None:
         val_images = (noise_fields(64, img_size, noise_kinds, torch.Generator().manual_seed(seed + 12345))[0] if is_noise
@@ -446,40 +450,48 @@ def train_svae(images_or_source, # (N, C, H, W) image tensor, or 'noise' for syn
     key = {'train_config': config_dict(run)}
     start, history, best = 0, [], float('inf')
     last = Path(ckpt_dir)/'last.pt' if ckpt_dir is not None else None
-    if last is not None and resume and last.is_file():
-        ckpt = load_torch(last, weights_only=False)
-        check_config(ckpt.get('train_config', {}), run, last)
-        model.load_state_dict(ckpt['model_state_dict'])
-        opt.load_state_dict(ckpt['optimizer_state_dict']); sched.load_state_dict(ckpt['scheduler_state_dict'])
-        start, history, best = ckpt['step'], ckpt.get('history', []), ckpt.get('best_mse', float('inf'))
+    with folder_lock(ckpt_dir) if ckpt_dir is not None else contextlib.nullcontext():
+        ckpt = None
+        if last is not None and resume and last.is_file():
+            try: ckpt = load_torch(last, weights_only=False)
+            except CorruptStateError: set_aside(last)
+        if ckpt is not None:
+            check_config(ckpt.get('train_config', {}), run, last)
+            model.load_state_dict(ckpt['model_state_dict'])
+            opt.load_state_dict(ckpt['optimizer_state_dict']); sched.load_state_dict(ckpt['scheduler_state_dict'])
+            start, history, best = ckpt['step'], ckpt.get('history', []), ckpt.get('best_mse', float('inf'))
 
-    def save(step):
-        nonlocal best
-        mse = reconstruction_mse(model, val_images)
-        history.append({'step': step, 'val_mse': mse})
-        kw = dict(epoch=step, test_mse=mse, optimizer=opt, scheduler=sched, config=train_cfg,
-                  manifest=make_manifest(config_dict(run), seed=seed, device=dev, step=step, test_mse=mse))
-        if mse < best:
-            best = mse
-            save_svae_checkpoint(model, Path(ckpt_dir)/'best.pt', extra={'step': step, 'best_mse': best, **key}, **kw)
-        save_svae_checkpoint(model, last, extra={'step': step, 'history': history, 'best_mse': best, **key}, **kw)
+        def save(step, validate):
+            nonlocal best
+            mse = reconstruction_mse(model, val_images) if validate else None
+            if validate: history.append({'step': step, 'val_mse': mse})
+            kw = dict(epoch=step, test_mse=mse, optimizer=opt, scheduler=sched, config=train_cfg,
+                      manifest=make_manifest(config_dict(run), seed=seed, device=dev, step=step, test_mse=mse))
+            if validate and mse < best:
+                best = mse
+                save_svae_checkpoint(model, Path(ckpt_dir)/'best.pt', extra={'step': step, 'best_mse': best, **key}, **kw)
+            save_svae_checkpoint(model, last, extra={'step': step, 'history': history, 'best_mse': best, **key}, **kw)
+            return time.monotonic()
 
-    batches = (_noise_batches(batch_size, img_size, noise_kinds, seed, start, dev) if is_noise
-               else _image_batches(images_or_source, batch_size, seed, start, dev))
-    model.train()
-    bar = tqdm(range(start, steps), initial=start, total=steps, desc='train_svae', disable=not progress)
-    for step in bar:
-        x = next(batches)
-        loss = F.mse_loss(model(x)['recon'], x)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.cross_attn.parameters(), max_norm=0.5)
-        opt.step(); sched.step()
-        history.append({'step': step + 1, 'mse': loss.item()})
-        bar.set_postfix(mse=f'{loss.item():.2e}')
-        if last is not None and ((step + 1) % save_every == 0 or step + 1 == steps): save(step + 1)
-        if callback is not None: callback(step + 1, loss.item())
-    if last is None or start >= steps: history.append({'step': max(start, steps), 'val_mse': reconstruction_mse(model, val_images)})
+        batches = (_noise_batches(batch_size, img_size, noise_kinds, seed, start, dev) if is_noise
+                   else _image_batches(images_or_source, batch_size, seed, start, dev))
+        model.train()
+        bar = tqdm(range(start, steps), initial=start, total=steps, desc='train_svae', disable=not progress)
+        saved_at = time.monotonic()
+        for step in bar:
+            x = next(batches)
+            loss = F.mse_loss(model(x)['recon'], x)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.cross_attn.parameters(), max_norm=0.5)
+            opt.step(); sched.step()
+            history.append({'step': step + 1, 'mse': loss.item()})
+            bar.set_postfix(mse=f'{loss.item():.2e}')
+            if last is not None:
+                validate = (step + 1) % save_every == 0 or step + 1 == steps
+                if validate or time.monotonic() - saved_at >= save_seconds: saved_at = save(step + 1, validate)
+            if callback is not None: callback(step + 1, loss.item())
+        if last is None or start >= steps: history.append({'step': max(start, steps), 'val_mse': reconstruction_mse(model, val_images)})
     return model.eval(), history
 
 # %% ../nbs/03_svae.ipynb #904faeac

@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_distributed.ipynb #88deb77f
 from __future__ import annotations
-import os, socket, time, traceback
+import logging, os, socket, time, traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,6 +74,7 @@ def start_ray(address=None, # None: a local Ray on this machine; 'auto' or 'ray:
               num_cpus:int|None=None, # local Ray only: CPUs it may use (None: all of this machine's)
               runtime_env:dict|None=None, # Ray runtime environment, e.g. {'pip': ['geoprobe[ray]']} for a cluster without geoprobe
               log_to_driver:bool=False, # show the workers' own printing here (their bars and logs)
+              logging_level:int=logging.WARNING, # Ray's own log messages below this level are not shown
              ):
     "Start or join Ray once per process and return the `ray` module."
     try: import ray
@@ -81,8 +82,9 @@ def start_ray(address=None, # None: a local Ray on this machine; 'auto' or 'ray:
     if ray.is_initialized(): return ray
     if address is None:
         os.environ.setdefault('RAY_USAGE_STATS_ENABLED', '0')
-        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=log_to_driver, runtime_env=runtime_env)
-    else: ray.init(address=address, log_to_driver=log_to_driver, runtime_env=runtime_env)
+        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=log_to_driver, runtime_env=runtime_env,
+                 logging_level=logging_level)
+    else: ray.init(address=address, log_to_driver=log_to_driver, runtime_env=runtime_env, logging_level=logging_level)
     return ray
 
 # %% ../nbs/09_distributed.ipynb #cde0c697

@@ -168,6 +168,7 @@ def _execute_one(path: Path, clear_skipped: bool, timeout: int | None) -> None:
         if skip:
             skipped.append(cell.idx_)
             if clear_skipped: cell.outputs = []
+        else: cell.outputs = []  # execnb only replaces outputs when the new run has some: a silent cell would keep stale ones
         return skip
 
     sys.path.insert(0, str(ROOT))

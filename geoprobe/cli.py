@@ -372,6 +372,6 @@ def main(argv:list[str]|None=None, # arguments (default: sys.argv[1:])
     try: return args.run(args)
     except (UsageError, ValueError, FileNotFoundError, KeyError, FolderBusyError, JobsFailedError, OSError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        if isinstance(e, OSError) and not isinstance(e, FileNotFoundError) and e.strerror: msg = f'{e.strerror}: {e.filename or ""}'
+        if isinstance(e, OSError) and not isinstance(e, FileNotFoundError) and e.strerror: msg = f'{e.strerror}: {e.filename or "(a file being written)"}'
         print(f'geoprobe {args.command}: error: {msg}', file=sys.stderr)
         return 2

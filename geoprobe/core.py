@@ -277,8 +277,11 @@ def save_torch(obj, # state dicts, tensors, checkpoints
                path, # target file
                manifest:dict|None=None, # provenance to save beside it
               ) -> Path:
-    "Atomically `torch.save` `obj`."
-    with atomic_write(path, 'wb') as f: torch.save(obj, f)
+    "Atomically `torch.save` `obj`; a write that fails (a full disk) is an `OSError` naming the file."
+    try:
+        with atomic_write(path, 'wb') as f: torch.save(obj, f)
+    except RuntimeError as e:  # torch.save reports failed writes as RuntimeError ('unexpected pos ...')
+        raise OSError(f'could not write {path} ({str(e).strip().splitlines()[0][:80]}); is the disk full?') from None
     _write_manifest(path, manifest)
     return Path(path)
 

@@ -333,12 +333,12 @@ def prepare_branch_checkpoints(branch:str, # 'ordered' or 'collapse'
     "Train `branch` checkpoints under label noise with fixed λ, one job per seed, as the public project's Ta-prep notebooks."
     if branch not in BRANCH_DEFAULTS: raise ValueError(f"branch must be 'ordered' or 'collapse', got {branch!r}")
     if 'model_fn' in settings: settings['model'] = settings.pop('model_fn')
+    if 'epochs' in settings and 'milestones' not in settings: settings['milestones'] = None
+    base = dataclasses.replace(config, **settings) if config is not None else PrepConfig(branch, **settings)
+    if base.branch != branch: raise ValueError(f'config is for the {base.branch} branch, not {branch}')
     out = experiment_dir(base_dir, f'exp_Ta_prep_{branch}', resume=resume, verbose=progress)
     with folder_lock(out):
         data = w1_data_spec(train_data, test_data, data_root, download, to_file=out/'data' if engine != 'local' else None)
-        if 'epochs' in settings and 'milestones' not in settings: settings['milestones'] = None
-        base = dataclasses.replace(config, **settings) if config is not None else PrepConfig(branch, **settings)
-        if base.branch != branch: raise ValueError(f'config is for the {base.branch} branch, not {branch}')
         base = dataclasses.replace(base, seed=0, data=data)
         folder_config = {**config_dict(base), 'seed': None}
         if load_state(out/'prep_config.json', folder_config) is None: save_state({}, out/'prep_config.json', folder_config)

@@ -33,6 +33,7 @@ def extract_patches(images:torch.Tensor, # (B, C, H, W) images
     if not isinstance(images, torch.Tensor) or images.dim() != 4:
         got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
         raise ValueError(f'images must be a (B, C, H, W) tensor, got {got}; add a batch dimension with images[None].')
+    if isinstance(ps, bool) or not isinstance(ps, int) or ps < 1: raise ValueError(f'ps (the patch size) must be a positive integer, got {ps!r}')
     B, C, H, W = images.shape
     if C != channels:
         raise ValueError(f'images have {C} channels but {channels} are expected; '
@@ -178,6 +179,10 @@ class PatchSVAE(nn.Module):
     def forward(self, images:torch.Tensor, # (B, C, H, W), H and W multiples of patch_size
                ) -> dict:
         "{'recon': (B, C, H, W), 'svd': encode_patches' dict}."
+        dtype = next(self.parameters()).dtype
+        if isinstance(images, torch.Tensor) and images.dtype != dtype:
+            fix = 'images.float() / 255 for 0..255 pixels' if not images.is_floating_point() else f'images.to({dtype})'
+            raise TypeError(f'images are {images.dtype} but the model computes in {dtype}: pass {fix}')
         patches, gh, gw = extract_patches(images, self.patch_size, self.channels)
         svd = self.encode_patches(patches)
         decoded = self.decode_patches(svd['U'], svd['S'], svd['Vt'])
@@ -225,6 +230,8 @@ def check_svae_checkpoint(ckpt) -> list[str]:
         if k in sd:
             got = tuple(sd[k].shape) if isinstance(sd[k], torch.Tensor) else type(sd[k]).__name__
             if got != shape: problems.append(f'{k} has shape {got}, expected {shape} for this config')
+            elif sd[k].is_floating_point() and not torch.isfinite(sd[k]).all():
+                problems.append(f'{k} holds {int((~torch.isfinite(sd[k])).sum())} NaN or infinite values (the training diverged)')
     return problems
 
 # %% ../nbs/03_svae.ipynb #82a88a6c

@@ -14,13 +14,13 @@ import pandas as pd
 import torch
 
 # %% auto #0
-__all__ = ['DRIVE_MOUNT', 'TIMESTAMP_FORMAT', 'LOCK_FILE', 'default_device', 'resolve_device', 'set_seed', 'tensor_digest',
-           'file_digest', 'data_digest', 'in_colab', 'mount_drive', 'default_base_dir', 'timestamp',
-           'find_experiment_dirs', 'experiment_dir', 'atomic_write', 'to_jsonable', 'make_manifest', 'manifest_path',
-           'load_manifest', 'save_json', 'save_csv', 'load_csv', 'save_torch', 'CorruptStateError', 'load_json',
-           'load_torch', 'object_name', 'import_object', 'config_dict', 'config_diff', 'StaleStateError',
-           'check_config', 'save_state', 'set_aside', 'load_state', 'rng_state', 'restore_rng', 'FolderBusyError',
-           'remove_temp_files', 'folder_lock', 'config_fields', 'share_input', 'load_input']
+__all__ = ['DRIVE_MOUNT', 'TIMESTAMP_FORMAT', 'LOCK_FILE', 'default_device', 'resolve_device', 'set_seed',
+           'deterministic_kernels', 'tensor_digest', 'file_digest', 'data_digest', 'in_colab', 'mount_drive',
+           'default_base_dir', 'timestamp', 'find_experiment_dirs', 'experiment_dir', 'atomic_write', 'to_jsonable',
+           'make_manifest', 'manifest_path', 'load_manifest', 'save_json', 'save_csv', 'load_csv', 'save_torch',
+           'CorruptStateError', 'load_json', 'load_torch', 'object_name', 'import_object', 'config_dict', 'config_diff',
+           'StaleStateError', 'check_config', 'save_state', 'set_aside', 'load_state', 'rng_state', 'restore_rng',
+           'FolderBusyError', 'remove_temp_files', 'folder_lock', 'config_fields', 'share_input', 'load_input']
 
 # %% ../nbs/00_core.ipynb #4844b496
 def default_device() -> torch.device:
@@ -59,6 +59,23 @@ def set_seed(seed:int, # the seed for python, numpy and torch (CPU and every CUD
         os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
         torch.use_deterministic_algorithms(True, warn_only=True)
     return seed
+
+# %% ../nbs/00_core.ipynb #dac3abf3
+@contextmanager
+def deterministic_kernels(enabled:bool=True, # False: leave the kernel settings as they are
+                         ):
+    "Within the block, cuDNN and torch use deterministic kernels (as the original W1 cell sets them); restored afterwards."
+    if not enabled:
+        yield; return
+    before = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark, torch.are_deterministic_algorithms_enabled(),
+              torch.is_deterministic_algorithms_warn_only_enabled())
+    os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try: yield
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[:2]
+        torch.use_deterministic_algorithms(before[2], warn_only=before[3])
 
 # %% ../nbs/00_core.ipynb #9a6c9708
 def _hash_tensor(h, t):
@@ -123,6 +140,7 @@ def in_colab() -> bool:
 
 # %% ../nbs/00_core.ipynb #57510d13
 DRIVE_MOUNT = Path('/content/drive')
+_MOUNTED = {}
 
 def mount_drive(mountpoint=DRIVE_MOUNT, # where Colab mounts Drive
                 force_remount:bool=False, # remount even if already mounted
@@ -133,13 +151,15 @@ def mount_drive(mountpoint=DRIVE_MOUNT, # where Colab mounts Drive
         return None
     from google.colab import drive
     drive.mount(str(mountpoint), force_remount=force_remount)
+    _MOUNTED['drive'] = Path(mountpoint)
     return Path(mountpoint)/'MyDrive'
 
 # %% ../nbs/00_core.ipynb #ef19a504
 def default_base_dir() -> Path:
     "Where experiment folders go: $GEOPROBE_HOME, else Drive's `MyDrive/geoprobe` in Colab, else `./geoprobe_runs`."
     if os.environ.get('GEOPROBE_HOME'): return Path(os.environ['GEOPROBE_HOME']).expanduser()
-    if in_colab() and (DRIVE_MOUNT/'MyDrive').is_dir(): return DRIVE_MOUNT/'MyDrive'/'geoprobe'
+    mount = _MOUNTED.get('drive', DRIVE_MOUNT)
+    if in_colab() and (mount/'MyDrive').is_dir(): return mount/'MyDrive'/'geoprobe'
     return Path('geoprobe_runs')
 
 # %% ../nbs/00_core.ipynb #0b1dc79d

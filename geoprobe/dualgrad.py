@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from .core import (set_seed, resolve_device, experiment_dir, save_json, load_json, save_torch, load_torch, make_manifest,
                            object_name, import_object, data_digest, tensor_digest, config_dict, load_state, save_state, share_input,
-                           load_input, folder_lock, rng_state, restore_rng)
+                           load_input, folder_lock, rng_state, restore_rng, deterministic_kernels)
 from .data import load_cifar10, cifar10_transform, IndexedDataset, InMemoryLoader
 from .distributed import Job, run_jobs, job_results, DONE_FILE
 
@@ -253,6 +253,7 @@ class PrepConfig:
     augment: bool = True # padded random crop and flip for tensor data
     model: str = 'resnet18' # 'resnet18', 'small_cnn' or 'package.module:function'
     keep_all: bool = False # save the checkpoint even if the run did not reach the branch's state
+    deterministic: bool = True # deterministic cuDNN/torch kernels, as the original (False: faster on a GPU, not repeatable there)
     data: dict|None = None # W1 data spec with its digest (`w1_data_spec`; filled in by `prepare_branch_checkpoints`)
 
     def __post_init__(self):
@@ -294,15 +295,16 @@ def prepare_branch_seed(config:PrepConfig, # what to train
         trajectory, start = saved['trajectory'], saved['epoch']
         restore_rng(saved['rng'])
         if saved['loader_epoch'] is not None: train_loader.epoch = saved['loader_epoch']
-    for ep in tqdm(range(start, config.epochs), desc=f'{config.branch} seed {config.seed}', leave=False, disable=not progress):
-        train_one_epoch_with_logging(model, train_loader, opt, clean_t, noisy_t, config.lam, state, k=config.k, log_freq=None, device=device)
-        sched.step()
-        if (ep + 1) % 10 == 0 or ep + 1 == config.epochs:
-            trajectory.append({'epoch': ep + 1, 'error': 1 - evaluate(model, test_loader, device)})
-        save_state({'epoch': ep + 1, 'model': model.state_dict(), 'optimizer': opt.state_dict(), 'scheduler': sched.state_dict(),
-                    'step': state['step'], 'gv': None if state['gv'] is None else [g.cpu() for g in state['gv']], 'rng': rng_state(),
-                    'loader_epoch': getattr(train_loader, 'epoch', None), 'trajectory': trajectory, 'noisy_labels': tensor_digest(noisy_t)},
-                   Path(save_dir)/PREP_STATE, config)
+    with deterministic_kernels(config.deterministic):
+        for ep in tqdm(range(start, config.epochs), desc=f'{config.branch} seed {config.seed}', leave=False, disable=not progress):
+            train_one_epoch_with_logging(model, train_loader, opt, clean_t, noisy_t, config.lam, state, k=config.k, log_freq=None, device=device)
+            sched.step()
+            if (ep + 1) % 10 == 0 or ep + 1 == config.epochs:
+                trajectory.append({'epoch': ep + 1, 'error': 1 - evaluate(model, test_loader, device)})
+            save_state({'epoch': ep + 1, 'model': model.state_dict(), 'optimizer': opt.state_dict(), 'scheduler': sched.state_dict(),
+                        'step': state['step'], 'gv': None if state['gv'] is None else [g.cpu() for g in state['gv']], 'rng': rng_state(),
+                        'loader_epoch': getattr(train_loader, 'epoch', None), 'trajectory': trajectory, 'noisy_labels': tensor_digest(noisy_t)},
+                       Path(save_dir)/PREP_STATE, config)
     final_error = trajectory[-1]['error']
     kept = config.keep_all or BRANCH_DEFAULTS[config.branch]['keep'](final_error)
     name = f'{config.branch}_seed{config.seed:02d}_err{final_error:.3f}.pth'

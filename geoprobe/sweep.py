@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .core import (set_seed, resolve_device, experiment_dir, find_experiment_dirs, save_json, load_json, save_csv,
-                           tensor_digest, file_digest, data_digest, config_dict, load_state, save_state, check_config, folder_lock, rng_state, restore_rng, StaleStateError,
+                           tensor_digest, file_digest, data_digest, config_dict, load_state, save_state, check_config, folder_lock, rng_state, restore_rng, deterministic_kernels, StaleStateError,
                            load_torch, make_manifest)
 from .dualgrad import (resnet18_cifar, build_model, model_name, inject_label_noise, train_one_epoch_with_logging, evaluate,
                                make_w1_loaders, w1_data_spec, load_w1_spec)
@@ -113,6 +113,7 @@ def run_sweep_with_geometry(ckpt_path, # prep checkpoint with seed, final_error,
                             log_freq:int|None=50, # geometry log period in steps
                             lr:float=0.001, # SGD learning rate (the original's LR * 0.01)
                             model_fn=resnet18_cifar, # builds the network the checkpoint belongs to (a function, or a name such as 'small_cnn')
+                            deterministic:bool=True, # deterministic cuDNN/torch kernels during the sweep, as the original
                             device=None, # None: best available
                             save_dir=None, # folder for the resumable state; None: nothing saved
                             callback=None, # called with the partial result after every λ
@@ -128,7 +129,7 @@ def run_sweep_with_geometry(ckpt_path, # prep checkpoint with seed, final_error,
     clean_t = torch.as_tensor(np.asarray(clean_labels), dtype=torch.long, device=device)
     noisy_t = torch.as_tensor(np.asarray(noisy_labels), dtype=torch.long, device=device)
     config = dict(checkpoint=file_digest(ckpt_path), seed=seed, direction=direction, lambda_grid=grid,
-                  epochs_per_lambda=epochs_per_lambda, k=k, log_freq=log_freq, lr=lr, model=model_name(model_fn),
+                  epochs_per_lambda=epochs_per_lambda, k=k, log_freq=log_freq, lr=lr, model=model_name(model_fn), deterministic=deterministic,
                   labels=tensor_digest(clean_t, noisy_t), train_data=data_digest(train_loader), test_data=data_digest(test_loader),
                   loader={a: getattr(train_loader, a, None) for a in ('batch_size', 'seed', 'flip', 'crop_padding')})
     set_seed(seed + 5000)
@@ -149,23 +150,26 @@ def run_sweep_with_geometry(ckpt_path, # prep checkpoint with seed, final_error,
             return {'seed': seed, 'branch': branch, 'init_error': init_error,
                     'final_error': trajectory[-1]['error'] if trajectory else None, 'trajectory': list(trajectory),
                     'geometry': list(geometry), 'checkpoint_source': Path(ckpt_path).name}
+        if progress: tqdm.write(f'{branch} seed {seed}: checkpoint {Path(ckpt_path).name} (initial error {init_error:.3f}), '
+                                f'{len(grid) - len(trajectory)} of {len(grid)} λ to go')
         bar = tqdm(grid[len(trajectory):], desc=f'{branch} seed {seed}', disable=not progress, leave=False)
-        for lam in bar:
-            logs = []
-            for _ in range(epochs_per_lambda):
-                logs += train_one_epoch_with_logging(model, train_loader, opt, clean_t, noisy_t, lam, state, k=k,
-                                                     log_freq=log_freq, device=device)
-            err = 1 - evaluate(model, test_loader, device)
-            trajectory.append({'lambda': lam, 'error': err})
-            geometry.append(aggregate_geometry(logs, lam, err))
-            bar.set_postfix(lam=lam, err=round(err, 4), c_sv=round(geometry[-1]['c_sv_mean'], 3))
-            if state_path is not None:
-                save_state({'model': model.state_dict(), 'optimizer': opt.state_dict(), 'step': state['step'],
-                            'gv': None if state['gv'] is None else [g.cpu() for g in state['gv']], 'rng': rng_state(),
-                            'loader_epoch': getattr(train_loader, 'epoch', None), 'trajectory': trajectory,
-                            'geometry': geometry}, state_path, config)
-                save_json(result(), Path(save_dir)/'sweep_result.json')
-            if callback is not None: callback(result())
+        with deterministic_kernels(deterministic):
+            for lam in bar:
+                logs = []
+                for _ in range(epochs_per_lambda):
+                    logs += train_one_epoch_with_logging(model, train_loader, opt, clean_t, noisy_t, lam, state, k=k,
+                                                         log_freq=log_freq, device=device)
+                err = 1 - evaluate(model, test_loader, device)
+                trajectory.append({'lambda': lam, 'error': err})
+                geometry.append(aggregate_geometry(logs, lam, err))
+                bar.set_postfix(lam=lam, err=round(err, 4), c_sv=round(geometry[-1]['c_sv_mean'], 3), c_mc=round(geometry[-1]['c_mc_mean'], 3))
+                if state_path is not None:
+                    save_state({'model': model.state_dict(), 'optimizer': opt.state_dict(), 'step': state['step'],
+                                'gv': None if state['gv'] is None else [g.cpu() for g in state['gv']], 'rng': rng_state(),
+                                'loader_epoch': getattr(train_loader, 'epoch', None), 'trajectory': trajectory,
+                                'geometry': geometry}, state_path, config)
+                    save_json(result(), Path(save_dir)/'sweep_result.json')
+                if callback is not None: callback(result())
         if state_path is not None: save_json(result(), Path(save_dir)/'sweep_result.json')
     return result()
 
@@ -221,6 +225,7 @@ class W1Config:
     noise_rate: float = 0.4 # label noise η of the preparation runs (the sweeps use the same noisy labels)
     augment: bool = True # padded random crop and flip for tensor data
     model: str = 'resnet18' # network of the checkpoints: 'resnet18', 'small_cnn' or 'package.module:function'
+    deterministic: bool = True # deterministic cuDNN/torch kernels, as the original (False: faster on a GPU, not repeatable there)
 
     def __post_init__(self):
         self.model = model_name(self.model)
@@ -246,6 +251,7 @@ class SweepConfig:
     noise_rate: float = 0.4 # label noise η of the preparation run
     augment: bool = True # padded random crop and flip for tensor data
     model: str = 'resnet18' # network of the checkpoint
+    deterministic: bool = True # deterministic cuDNN/torch kernels
     data: dict|None = None # W1 data spec with its digest (`geoprobe.dualgrad.w1_data_spec`)
 
 def w1_sweep_job(config:SweepConfig, # the sweep
@@ -265,7 +271,7 @@ def w1_sweep_job(config:SweepConfig, # the sweep
                                                 num_workers=num_workers, device=device)
     return run_sweep_with_geometry(config.checkpoint, train_loader, test_loader, clean, inject_label_noise(clean, config.noise_rate, seed),
                                    config.direction, lambda_grid=config.lambda_grid, epochs_per_lambda=config.epochs_per_lambda, k=config.k,
-                                   log_freq=config.log_freq, lr=config.lr, model_fn=config.model, device=device, save_dir=save_dir,
+                                   log_freq=config.log_freq, lr=config.lr, model_fn=config.model, deterministic=config.deterministic, device=device, save_dir=save_dir,
                                    callback=callback, progress=progress)
 
 # %% ../nbs/07_sweep.ipynb #8d2454a6
@@ -275,7 +281,7 @@ def w1_sweep_configs(config:W1Config, # the experiment
                      data:dict, # W1 data spec
                     ) -> list[tuple[str, SweepConfig]]:
     "`(experiment_id, SweepConfig)` per sweep, in the original's order: W1-ord-001, …, W1-col-001, …."
-    shared = {k: getattr(config, k) for k in ('epochs_per_lambda', 'k', 'log_freq', 'lr', 'batch_size', 'noise_rate', 'augment', 'model')}
+    shared = {k: getattr(config, k) for k in ('epochs_per_lambda', 'k', 'log_freq', 'lr', 'batch_size', 'noise_rate', 'augment', 'model', 'deterministic')}
     return [(f'W1-{tag}-{i + 1:03d}', SweepConfig(str(p), file_digest(p), d, tuple(config.lambda_grid(d)), data=data, **shared))
             for d, tag, paths in (('up', 'ord', ordered), ('down', 'col', collapse)) for i, p in enumerate(paths)]
 

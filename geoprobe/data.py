@@ -14,7 +14,8 @@ from torch.utils.data import Dataset, TensorDataset
 
 # %% auto #0
 __all__ = ['CIFAR10_CLASSES', 'CIFAR10_MEAN', 'CIFAR10_STD', 'load_cifar10', 'cifar10_transform', 'write_cifar10_folder',
-           'load_digits_images', 'IndexedDataset', 'random_flip', 'random_crop', 'InMemoryLoader', 'dataset_to_tensors']
+           'cifar10_tensors', 'load_digits_images', 'IndexedDataset', 'random_flip', 'random_crop', 'normalize_images',
+           'InMemoryLoader', 'dataset_to_tensors']
 
 # %% ../nbs/01_data.ipynb #55da5693
 CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck')
@@ -90,6 +91,16 @@ def write_cifar10_folder(root, # folder to create `cifar-10-batches-py/` in
     with open(folder/'batches.meta', 'wb') as f: pickle.dump({'label_names': list(CIFAR10_CLASSES)}, f)
     return folder
 
+# %% ../nbs/01_data.ipynb #a5cf26b3
+def cifar10_tensors(root='data', # folder that holds (or will hold) `cifar-10-batches-py/`
+                    train:bool=True, # training split (50,000 images) or test split (10,000)
+                    download:bool=False, # download the archive when missing (needs internet)
+                    verify:bool=True, # check the batch files' MD5 sums
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    "CIFAR-10 as raw tensors: images uint8 `(N, 3, 32, 32)` (150 MB for the training split) and labels int64, no PIL round trip."
+    ds = load_cifar10(root, train, download=download, verify=verify)
+    return torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2))), torch.as_tensor(ds.targets, dtype=torch.long)
+
 # %% ../nbs/01_data.ipynb #08b0beae
 def load_digits_images(size:int=32, # output height and width (32 for W1's models, 64 for the patch autoencoder)
                        split:str='train', # 'train', 'test' or 'all'
@@ -143,6 +154,16 @@ def random_crop(x:torch.Tensor, # images (B, C, H, W)
     cols = (ox[:, None] + torch.arange(W, device=x.device))[:, None, None, :]
     return xp[torch.arange(B, device=x.device)[:, None, None, None], torch.arange(C, device=x.device)[None, :, None, None], rows, cols]
 
+# %% ../nbs/01_data.ipynb #29a530ba
+def normalize_images(x:torch.Tensor, # images (B, C, H, W); uint8 pixels are scaled to [0, 1] first
+                     mean, # per-channel means
+                     std, # per-channel standard deviations
+                    ) -> torch.Tensor:
+    "(x - mean) / std per channel, as torchvision's ToTensor + Normalize do for uint8 pixels."
+    x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+    m, s = (torch.as_tensor(v, dtype=x.dtype, device=x.device)[None, :, None, None] for v in (mean, std))
+    return (x - m) / s
+
 # %% ../nbs/01_data.ipynb #42badcf4
 class InMemoryLoader:
     "Batches of tensors that already fit in (device) memory, reshuffled per epoch with a seeded generator."
@@ -155,13 +176,14 @@ class InMemoryLoader:
                  drop_last:bool=False, # drop the last incomplete batch
                  return_index:bool=False, # also yield the sample indices, like `IndexedDataset`
                  device=None, # move tensors here once (None: leave them where they are)
+                 normalize:tuple|None=None, # (mean, std) per channel: the first tensor's batches become standardised floats (uint8 scaled to [0, 1] first)
                 ):
         if not tensors: raise ValueError('InMemoryLoader needs at least one tensor')
         n = len(tensors[0])
         if any(len(t) != n for t in tensors): raise ValueError(f'tensors differ in length: {[len(t) for t in tensors]}')
         self.tensors = [t.to(device) if device is not None else t for t in tensors]
         self.batch_size, self.shuffle, self.seed, self.flip, self.crop_padding = batch_size, shuffle, seed, flip, crop_padding
-        self.drop_last, self.return_index, self.epoch = drop_last, return_index, 0
+        self.drop_last, self.return_index, self.normalize, self.epoch = drop_last, return_index, normalize, 0
         self.dataset = TensorDataset(*self.tensors)
 
     def __len__(self):
@@ -178,6 +200,7 @@ class InMemoryLoader:
             batch = [t[idx] for t in self.tensors]
             if self.crop_padding: batch[0] = random_crop(batch[0], self.crop_padding, g)
             if self.flip: batch[0] = random_flip(batch[0], g)
+            if self.normalize is not None: batch[0] = normalize_images(batch[0], *self.normalize)
             yield (*batch, idx) if self.return_index else tuple(batch)
 
 # %% ../nbs/01_data.ipynb #6b05b751

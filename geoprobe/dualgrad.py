@@ -18,14 +18,14 @@ from tqdm.auto import tqdm
 from .core import (set_seed, resolve_device, experiment_dir, save_json, load_json, save_torch, load_torch, make_manifest,
                            object_name, import_object, data_digest, tensor_digest, config_dict, load_state, save_state, share_input,
                            load_input, folder_lock, rng_state, restore_rng, deterministic_kernels)
-from .data import load_cifar10, cifar10_transform, IndexedDataset, InMemoryLoader
+from .data import load_cifar10, cifar10_tensors, IndexedDataset, InMemoryLoader, CIFAR10_MEAN, CIFAR10_STD
 from .distributed import Job, run_jobs, job_results, DONE_FILE
 
 # %% auto #0
 __all__ = ['MODELS', 'BRANCH_DEFAULTS', 'PREP_STATE', 'resnet18_cifar', 'small_cnn', 'model_name', 'build_model',
-           'inject_label_noise', 'cosine_sim', 'dual_gradient_step', 'train_one_epoch_with_logging', 'evaluate',
-           'load_w1_data', 'make_w1_loaders', 'w1_data_spec', 'load_w1_spec', 'PrepConfig', 'prepare_branch_seed',
-           'prepare_branch_checkpoints', 'prepare_branches']
+           'inject_label_noise', 'cosine_sim', 'dual_gradient_step', 'precision_settings',
+           'train_one_epoch_with_logging', 'evaluate', 'load_w1_data', 'make_w1_loaders', 'w1_data_spec',
+           'load_w1_spec', 'PrepConfig', 'prepare_branch_seed', 'prepare_branch_checkpoints', 'prepare_branches']
 
 # %% ../nbs/06_dualgrad.ipynb #115dbb45
 def resnet18_cifar(num_classes:int=10, # number of output classes
@@ -103,6 +103,7 @@ def dual_gradient_step(model:nn.Module, # the network, in training mode
                        state:dict, # {'step': int, 'gv': cached normalised g_v (one tensor per parameter) or None}; updated in place
                        k:int=16, # refresh the cached value gradient every k steps
                        log_freq:int|None=50, # log geometry every log_freq steps (None or 0: never)
+                       autocast_dtype:torch.dtype|None=None, # run the forward pass under autocast in this dtype (e.g. torch.bfloat16)
                       ) -> dict|None:
     "One dual-gradient SGD step with one forward pass; returns the geometry log entry on log steps, else None."
     if not 0 <= lam <= 1: raise ValueError(f'lambda must be in [0, 1], got {lam}')
@@ -111,7 +112,9 @@ def dual_gradient_step(model:nn.Module, # the network, in training mode
     step = state['step']
     refresh = state['gv'] is None or step % k == 0
     log = bool(log_freq) and step % log_freq == 0
-    logits = model(x)
+    with torch.autocast(x.device.type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
+        logits = model(x)
+    logits = logits.float()
     loss_s = F.cross_entropy(logits, noisy_y)
     g_s = list(torch.autograd.grad(loss_s, params, retain_graph=refresh or log, materialize_grads=True))
     if len({g.data_ptr() for g in g_s}) < len(g_s): g_s = [g.clone() for g in g_s]
@@ -137,6 +140,19 @@ def dual_gradient_step(model:nn.Module, # the network, in training mode
     state['step'] = step + 1
     return entry
 
+# %% ../nbs/06_dualgrad.ipynb #d70d01ab
+def precision_settings(mixed_precision:str, # 'auto', 'on' (bfloat16 autocast) or 'off'
+                       channels_last:str, # 'auto', 'on' or 'off'
+                       device, # the device that will train
+                      ) -> tuple[torch.dtype|None, bool]:
+    "`(autocast dtype or None, channels_last)` for a device."
+    for name, v in (('mixed_precision', mixed_precision), ('channels_last', channels_last)):
+        if v not in ('auto', 'on', 'off'): raise ValueError(f"{name} must be 'auto', 'on' or 'off', got {v!r}")
+    dev = torch.device(device)
+    fast = dev.type == 'cuda' and torch.cuda.is_bf16_supported()
+    amp = mixed_precision == 'on' or (mixed_precision == 'auto' and fast)
+    return (torch.bfloat16 if amp else None), channels_last == 'on' or (channels_last == 'auto' and fast)
+
 # %% ../nbs/06_dualgrad.ipynb #659aa25c
 def train_one_epoch_with_logging(model:nn.Module, # the network
                                  train_loader, # yields (x, y, idx); y is ignored, labels come from idx
@@ -148,6 +164,8 @@ def train_one_epoch_with_logging(model:nn.Module, # the network
                                  k:int=16, # cache refresh period
                                  log_freq:int|None=50, # log period (None: no logs)
                                  device=None, # where the model lives (None: where `clean_t` is)
+                                 autocast_dtype:torch.dtype|None=None, # mixed precision of the forward pass (None: full precision)
+                                 channels_last:bool=False, # feed the batches in channels-last memory format (for a channels-last model)
                                 ) -> list[dict]:
     "One epoch of dual-gradient training; returns the geometry log entries."
     device = clean_t.device if device is None else resolve_device(device)
@@ -155,7 +173,8 @@ def train_one_epoch_with_logging(model:nn.Module, # the network
     logs = []
     for x, _, idx in train_loader:
         x, idx = x.to(device, non_blocking=True), idx.to(device)
-        entry = dual_gradient_step(model, opt, x, noisy_t[idx], clean_t[idx], lam, state, k=k, log_freq=log_freq)
+        if channels_last: x = x.contiguous(memory_format=torch.channels_last)
+        entry = dual_gradient_step(model, opt, x, noisy_t[idx], clean_t[idx], lam, state, k=k, log_freq=log_freq, autocast_dtype=autocast_dtype)
         if entry is not None: logs.append(entry)
     return logs
 
@@ -166,23 +185,23 @@ def evaluate(model:nn.Module, # the network
     "Accuracy of `model` on `loader`, in eval mode."
     device = next(model.parameters()).device if device is None else resolve_device(device)
     model.eval()
-    correct = total = 0
+    correct, total = torch.zeros((), dtype=torch.long, device=device), 0
     with torch.no_grad():
         for batch in loader:
-            x, y = batch[0].to(device), batch[1].to(device)
-            correct += (model(x).argmax(1) == y).sum().item()
+            x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+            correct += (model(x).argmax(1) == y).sum()
             total += y.size(0)
-    return correct / total
+    return correct.item() / total
 
 # %% ../nbs/06_dualgrad.ipynb #f7355fa4
-def load_w1_data(train_data=None, # (x, y) tensors or a Dataset; None: CIFAR-10 training split with W1's augmentation
-                 test_data=None, # (x, y) tensors or a Dataset; None: CIFAR-10 test split
+def load_w1_data(train_data=None, # (x, y) tensors or a Dataset; None: CIFAR-10's training split as uint8 tensors
+                 test_data=None, # (x, y) tensors or a Dataset; None: CIFAR-10's test split as uint8 tensors
                  data_root='data', # where CIFAR-10 lives (when the data are None)
                  download:bool=False, # download CIFAR-10 if missing
                 ) -> tuple:
     "Training data, test data and the clean training labels (np.ndarray) for W1 runs."
-    if train_data is None: train_data = load_cifar10(data_root, True, cifar10_transform(train=True), download=download)
-    if test_data is None: test_data = load_cifar10(data_root, False, cifar10_transform(train=False), download=download)
+    if train_data is None: train_data = cifar10_tensors(data_root, True, download=download)
+    if test_data is None: test_data = cifar10_tensors(data_root, False, download=download)
     if isinstance(train_data, (tuple, list)): clean = np.asarray(train_data[1].cpu() if torch.is_tensor(train_data[1]) else train_data[1])
     elif hasattr(train_data, 'targets'): clean = np.asarray(train_data.targets)
     else: clean = np.array([int(train_data[i][1]) for i in range(len(train_data))])
@@ -196,13 +215,14 @@ def make_w1_loaders(train_data, # (x, y) tensors or a Dataset
                     num_workers:int=2, # DataLoader workers for datasets
                     device=None, # where in-memory tensors are moved once (None: stay where they are)
                    ) -> tuple:
-    "A training loader yielding (x, y, idx) and a test loader yielding (x, y)."
+    "A training loader yielding (x, y, idx) and a test loader yielding (x, y); uint8 images are normalised as W1's CIFAR-10."
+    norm = lambda data: (CIFAR10_MEAN, CIFAR10_STD) if data[0].dtype == torch.uint8 else None
     if isinstance(train_data, (tuple, list)):
         train = InMemoryLoader(*train_data, batch_size=batch_size, shuffle=True, seed=seed, flip=augment,
-                               crop_padding=4 if augment else 0, return_index=True, device=device)
+                               crop_padding=4 if augment else 0, return_index=True, device=device, normalize=norm(train_data))
     else:
         train = DataLoader(IndexedDataset(train_data), batch_size, shuffle=True, num_workers=num_workers, pin_memory=torch.cuda.is_available())
-    if isinstance(test_data, (tuple, list)): test = InMemoryLoader(*test_data, batch_size=batch_size, device=device)
+    if isinstance(test_data, (tuple, list)): test = InMemoryLoader(*test_data, batch_size=batch_size, device=device, normalize=norm(test_data))
     else: test = DataLoader(test_data, batch_size, shuffle=False, num_workers=num_workers, pin_memory=torch.cuda.is_available())
     return train, test
 
@@ -254,6 +274,8 @@ class PrepConfig:
     model: str = 'resnet18' # 'resnet18', 'small_cnn' or 'package.module:function'
     keep_all: bool = False # save the checkpoint even if the run did not reach the branch's state
     deterministic: bool = True # deterministic cuDNN/torch kernels, as the original (False: faster on a GPU, not repeatable there)
+    mixed_precision: str = 'auto' # bfloat16 autocast of the forward pass: 'auto' (on where CUDA supports bf16), 'on' or 'off'
+    channels_last: str = 'auto' # channels-last network and batches: 'auto' (with mixed precision's rule), 'on' or 'off'
     data: dict|None = None # W1 data spec with its digest (`w1_data_spec`; filled in by `prepare_branch_checkpoints`)
 
     def __post_init__(self):
@@ -265,6 +287,7 @@ class PrepConfig:
         if self.epochs < 1: raise ValueError(f'epochs must be at least 1, got {self.epochs}')
         if self.milestones is None: self.milestones = tuple(int(round(f * self.epochs)) for f in d['milestones'])
         self.milestones, self.model = tuple(self.milestones), model_name(self.model)
+        precision_settings(self.mixed_precision, self.channels_last, 'cpu')
 
 # %% ../nbs/06_dualgrad.ipynb #2c2056c6
 PREP_STATE = 'prep_state.pt'
@@ -283,8 +306,9 @@ def prepare_branch_seed(config:PrepConfig, # what to train
     clean_t, noisy_t = torch.as_tensor(clean, device=device), torch.as_tensor(noisy, device=device)
     train_loader, test_loader = make_w1_loaders(train_data, test_data, config.batch_size, seed=config.seed, augment=config.augment,
                                                 num_workers=num_workers, device=device)
+    amp, channels_last = precision_settings(config.mixed_precision, config.channels_last, device)
     set_seed(config.seed)
-    model = build_model(config.model).to(device)
+    model = build_model(config.model).to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, weight_decay=5e-4)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(config.milestones), 0.1)
     state, trajectory, start = {'step': 0, 'gv': None}, [], 0
@@ -297,7 +321,8 @@ def prepare_branch_seed(config:PrepConfig, # what to train
         if saved['loader_epoch'] is not None: train_loader.epoch = saved['loader_epoch']
     with deterministic_kernels(config.deterministic):
         for ep in tqdm(range(start, config.epochs), desc=f'{config.branch} seed {config.seed}', leave=False, disable=not progress):
-            train_one_epoch_with_logging(model, train_loader, opt, clean_t, noisy_t, config.lam, state, k=config.k, log_freq=None, device=device)
+            train_one_epoch_with_logging(model, train_loader, opt, clean_t, noisy_t, config.lam, state, k=config.k, log_freq=None, device=device,
+                                         autocast_dtype=amp, channels_last=channels_last)
             sched.step()
             if (ep + 1) % 10 == 0 or ep + 1 == config.epochs:
                 trajectory.append({'epoch': ep + 1, 'error': 1 - evaluate(model, test_loader, device)})
@@ -311,9 +336,10 @@ def prepare_branch_seed(config:PrepConfig, # what to train
     if kept:
         save_torch({'model_state_dict': model.state_dict(), 'optimizer_state_dict': opt.state_dict(), 'seed': config.seed,
                     'lambda': config.lam, 'noise_rate': config.noise_rate, 'epochs': config.epochs, 'final_error': final_error,
-                    'trajectory': trajectory}, Path(checkpoint_dir)/name, manifest=make_manifest(config_dict(config), seed=config.seed, device=device))
+                    'trajectory': trajectory}, Path(checkpoint_dir)/name, manifest=make_manifest(config_dict(config), seed=config.seed, device=device,
+                                                                 autocast=str(amp) if amp else None, channels_last=channels_last))
     return {'seed': config.seed, 'lambda': config.lam, 'final_error': final_error, 'kept': kept,
-            'checkpoint_path': name if kept else None, 'trajectory': trajectory}
+            'checkpoint_path': name if kept else None, 'trajectory': trajectory, 'autocast': str(amp) if amp else None}
 
 # %% ../nbs/06_dualgrad.ipynb #17435871
 def prepare_branch_checkpoints(branch:str, # 'ordered' or 'collapse'

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from .core import (set_seed, resolve_device, experiment_dir, find_experiment_dirs, save_json, load_json, save_csv,
                            tensor_digest, file_digest, data_digest, config_dict, load_state, save_state, check_config, folder_lock, rng_state, restore_rng, deterministic_kernels, StaleStateError,
                            load_torch, make_manifest)
-from .dualgrad import (resnet18_cifar, build_model, model_name, inject_label_noise, train_one_epoch_with_logging, evaluate,
+from .dualgrad import (resnet18_cifar, build_model, model_name, precision_settings, inject_label_noise, train_one_epoch_with_logging, evaluate,
                                make_w1_loaders, w1_data_spec, load_w1_spec)
 from .distributed import Job, run_jobs, job_results
 
@@ -114,6 +114,8 @@ def run_sweep_with_geometry(ckpt_path, # prep checkpoint with seed, final_error,
                             lr:float=0.001, # SGD learning rate (the original's LR * 0.01)
                             model_fn=resnet18_cifar, # builds the network the checkpoint belongs to (a function, or a name such as 'small_cnn')
                             deterministic:bool=True, # deterministic cuDNN/torch kernels during the sweep, as the original
+                            mixed_precision:str='off', # bfloat16 autocast of the forward pass ('off': the original's numerics; 'auto', 'on')
+                            channels_last:str='auto', # channels-last network and batches ('auto': where CUDA supports bf16; 'on', 'off')
                             device=None, # None: best available
                             save_dir=None, # folder for the resumable state; None: nothing saved
                             callback=None, # called with the partial result after every λ
@@ -130,10 +132,12 @@ def run_sweep_with_geometry(ckpt_path, # prep checkpoint with seed, final_error,
     noisy_t = torch.as_tensor(np.asarray(noisy_labels), dtype=torch.long, device=device)
     config = dict(checkpoint=file_digest(ckpt_path), seed=seed, direction=direction, lambda_grid=grid,
                   epochs_per_lambda=epochs_per_lambda, k=k, log_freq=log_freq, lr=lr, model=model_name(model_fn), deterministic=deterministic,
+                  mixed_precision=mixed_precision, channels_last=channels_last,
                   labels=tensor_digest(clean_t, noisy_t), train_data=data_digest(train_loader), test_data=data_digest(test_loader),
                   loader={a: getattr(train_loader, a, None) for a in ('batch_size', 'seed', 'flip', 'crop_padding')})
     set_seed(seed + 5000)
-    model = branch_model(ckpt_path, model_fn, ckpt).to(device)
+    amp, to_channels_last = precision_settings(mixed_precision, channels_last, device)
+    model = branch_model(ckpt_path, model_fn, ckpt).to(device, memory_format=torch.channels_last if to_channels_last else torch.preserve_format)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     state, trajectory, geometry = {'step': 0, 'gv': None}, [], []
     state_path = Path(save_dir)/'sweep_state.pth' if save_dir is not None else None
@@ -157,8 +161,8 @@ def run_sweep_with_geometry(ckpt_path, # prep checkpoint with seed, final_error,
             for lam in bar:
                 logs = []
                 for _ in range(epochs_per_lambda):
-                    logs += train_one_epoch_with_logging(model, train_loader, opt, clean_t, noisy_t, lam, state, k=k,
-                                                         log_freq=log_freq, device=device)
+                    logs += train_one_epoch_with_logging(model, train_loader, opt, clean_t, noisy_t, lam, state, k=k, log_freq=log_freq,
+                                                         device=device, autocast_dtype=amp, channels_last=to_channels_last)
                 err = 1 - evaluate(model, test_loader, device)
                 trajectory.append({'lambda': lam, 'error': err})
                 geometry.append(aggregate_geometry(logs, lam, err))
@@ -226,9 +230,12 @@ class W1Config:
     augment: bool = True # padded random crop and flip for tensor data
     model: str = 'resnet18' # network of the checkpoints: 'resnet18', 'small_cnn' or 'package.module:function'
     deterministic: bool = True # deterministic cuDNN/torch kernels, as the original (False: faster on a GPU, not repeatable there)
+    mixed_precision: str = 'off' # bfloat16 autocast of the forward pass: 'off' (the original's numerics), 'auto' or 'on'
+    channels_last: str = 'auto' # channels-last network and batches: 'auto' (on where CUDA supports bf16), 'on' or 'off'
 
     def __post_init__(self):
         self.model = model_name(self.model)
+        precision_settings(self.mixed_precision, self.channels_last, 'cpu')
         for d in ('up', 'down'): _check_grid(self.lambda_grid(d))
 
     def lambda_grid(self, direction:str) -> list[float]:
@@ -252,6 +259,8 @@ class SweepConfig:
     augment: bool = True # padded random crop and flip for tensor data
     model: str = 'resnet18' # network of the checkpoint
     deterministic: bool = True # deterministic cuDNN/torch kernels
+    mixed_precision: str = 'off' # bfloat16 autocast of the forward pass: 'off' (the original's numerics), 'auto' or 'on'
+    channels_last: str = 'auto' # channels-last network and batches: 'auto' (on where CUDA supports bf16), 'on' or 'off'
     data: dict|None = None # W1 data spec with its digest (`geoprobe.dualgrad.w1_data_spec`)
 
 def w1_sweep_job(config:SweepConfig, # the sweep
@@ -271,7 +280,8 @@ def w1_sweep_job(config:SweepConfig, # the sweep
                                                 num_workers=num_workers, device=device)
     return run_sweep_with_geometry(config.checkpoint, train_loader, test_loader, clean, inject_label_noise(clean, config.noise_rate, seed),
                                    config.direction, lambda_grid=config.lambda_grid, epochs_per_lambda=config.epochs_per_lambda, k=config.k,
-                                   log_freq=config.log_freq, lr=config.lr, model_fn=config.model, deterministic=config.deterministic, device=device, save_dir=save_dir,
+                                   log_freq=config.log_freq, lr=config.lr, model_fn=config.model, deterministic=config.deterministic,
+                                   mixed_precision=config.mixed_precision, channels_last=config.channels_last, device=device, save_dir=save_dir,
                                    callback=callback, progress=progress)
 
 # %% ../nbs/07_sweep.ipynb #8d2454a6
@@ -281,7 +291,8 @@ def w1_sweep_configs(config:W1Config, # the experiment
                      data:dict, # W1 data spec
                     ) -> list[tuple[str, SweepConfig]]:
     "`(experiment_id, SweepConfig)` per sweep, in the original's order: W1-ord-001, …, W1-col-001, …."
-    shared = {k: getattr(config, k) for k in ('epochs_per_lambda', 'k', 'log_freq', 'lr', 'batch_size', 'noise_rate', 'augment', 'model', 'deterministic')}
+    shared = {k: getattr(config, k) for k in ('epochs_per_lambda', 'k', 'log_freq', 'lr', 'batch_size', 'noise_rate', 'augment', 'model', 'deterministic',
+                                           'mixed_precision', 'channels_last')}
     return [(f'W1-{tag}-{i + 1:03d}', SweepConfig(str(p), file_digest(p), d, tuple(config.lambda_grid(d)), data=data, **shared))
             for d, tag, paths in (('up', 'ord', ordered), ('down', 'col', collapse)) for i, p in enumerate(paths)]
 

@@ -25,7 +25,8 @@ from .distributed import Job, run_jobs, job_results, DONE_FILE
 __all__ = ['MODELS', 'BRANCH_DEFAULTS', 'PREP_STATE', 'resnet18_cifar', 'small_cnn', 'model_name', 'build_model',
            'inject_label_noise', 'cosine_sim', 'dual_gradient_step', 'precision_settings',
            'train_one_epoch_with_logging', 'evaluate', 'load_w1_data', 'make_w1_loaders', 'w1_data_spec',
-           'load_w1_spec', 'PrepConfig', 'prepare_branch_seed', 'prepare_branch_checkpoints', 'prepare_branches']
+           'load_w1_spec', 'PrepConfig', 'training_state', 'restore_training_state', 'prepare_branch_seed',
+           'prepare_branch_checkpoints', 'prepare_branches']
 
 # %% ../nbs/06_dualgrad.ipynb #115dbb45
 def resnet18_cifar(num_classes:int=10, # number of output classes
@@ -289,6 +290,30 @@ class PrepConfig:
         self.milestones, self.model = tuple(self.milestones), model_name(self.model)
         precision_settings(self.mixed_precision, self.channels_last, 'cpu')
 
+# %% ../nbs/06_dualgrad.ipynb #f8e15a2d
+def training_state(model:nn.Module, # the network
+                   opt:torch.optim.Optimizer, # its optimiser
+                   state:dict, # the dual-gradient state {'step', 'gv'}
+                   loader, # the training loader (its `epoch`, when it has one, decides the next shuffle)
+                   **extra, # anything else the run needs back (trajectory, scheduler state, ...)
+                  ) -> dict:
+    "Everything a resumed dual-gradient run needs, on the CPU, ready for `save_state`."
+    return {'model': model.state_dict(), 'optimizer': opt.state_dict(), 'step': state['step'],
+            'gv': None if state['gv'] is None else [g.cpu() for g in state['gv']], 'rng': rng_state(),
+            'loader_epoch': getattr(loader, 'epoch', None), **extra}
+
+def restore_training_state(saved:dict, # from `training_state`
+                           model:nn.Module, # a network of the same architecture
+                           opt:torch.optim.Optimizer, # its optimiser
+                           loader, # the training loader
+                           device, # where the run trains
+                          ) -> dict:
+    "Put a run back where `training_state` left it; returns its dual-gradient state {'step', 'gv'}."
+    model.load_state_dict(saved['model']); opt.load_state_dict(saved['optimizer'])
+    restore_rng(saved['rng'])
+    if saved['loader_epoch'] is not None: loader.epoch = saved['loader_epoch']
+    return {'step': saved['step'], 'gv': None if saved['gv'] is None else [g.to(device) for g in saved['gv']]}
+
 # %% ../nbs/06_dualgrad.ipynb #2c2056c6
 PREP_STATE = 'prep_state.pt'
 
@@ -314,11 +339,9 @@ def prepare_branch_seed(config:PrepConfig, # what to train
     state, trajectory, start = {'step': 0, 'gv': None}, [], 0
     saved = load_state(Path(save_dir)/PREP_STATE, config, recompute=True)
     if saved is not None:
-        model.load_state_dict(saved['model']); opt.load_state_dict(saved['optimizer']); sched.load_state_dict(saved['scheduler'])
-        state = {'step': saved['step'], 'gv': None if saved['gv'] is None else [g.to(device) for g in saved['gv']]}
+        state = restore_training_state(saved, model, opt, train_loader, device)
+        sched.load_state_dict(saved['scheduler'])
         trajectory, start = saved['trajectory'], saved['epoch']
-        restore_rng(saved['rng'])
-        if saved['loader_epoch'] is not None: train_loader.epoch = saved['loader_epoch']
     with deterministic_kernels(config.deterministic):
         for ep in tqdm(range(start, config.epochs), desc=f'{config.branch} seed {config.seed}', leave=False, disable=not progress):
             train_one_epoch_with_logging(model, train_loader, opt, clean_t, noisy_t, config.lam, state, k=config.k, log_freq=None, device=device,
@@ -326,10 +349,8 @@ def prepare_branch_seed(config:PrepConfig, # what to train
             sched.step()
             if (ep + 1) % 10 == 0 or ep + 1 == config.epochs:
                 trajectory.append({'epoch': ep + 1, 'error': 1 - evaluate(model, test_loader, device)})
-            save_state({'epoch': ep + 1, 'model': model.state_dict(), 'optimizer': opt.state_dict(), 'scheduler': sched.state_dict(),
-                        'step': state['step'], 'gv': None if state['gv'] is None else [g.cpu() for g in state['gv']], 'rng': rng_state(),
-                        'loader_epoch': getattr(train_loader, 'epoch', None), 'trajectory': trajectory, 'noisy_labels': tensor_digest(noisy_t)},
-                       Path(save_dir)/PREP_STATE, config)
+            save_state(training_state(model, opt, state, train_loader, epoch=ep + 1, scheduler=sched.state_dict(), trajectory=trajectory,
+                                      noisy_labels=tensor_digest(noisy_t)), Path(save_dir)/PREP_STATE, config)
     final_error = trajectory[-1]['error']
     kept = config.keep_all or BRANCH_DEFAULTS[config.branch]['keep'](final_error)
     name = f'{config.branch}_seed{config.seed:02d}_err{final_error:.3f}.pth'

@@ -14,9 +14,10 @@ import torch
 from tqdm.auto import tqdm
 
 from .core import (set_seed, resolve_device, experiment_dir, find_experiment_dirs, save_json, load_json, save_csv,
-                           tensor_digest, file_digest, data_digest, config_dict, load_state, save_state, check_config, folder_lock, rng_state, restore_rng, deterministic_kernels, StaleStateError,
+                           tensor_digest, file_digest, data_digest, config_dict, load_state, save_state, check_config, folder_lock, deterministic_kernels, StaleStateError,
                            load_torch, make_manifest)
-from .dualgrad import (resnet18_cifar, build_model, model_name, precision_settings, inject_label_noise, train_one_epoch_with_logging, evaluate,
+from .dualgrad import (resnet18_cifar, build_model, model_name, precision_settings, training_state, restore_training_state,
+                               inject_label_noise, train_one_epoch_with_logging, evaluate,
                                make_w1_loaders, w1_data_spec, load_w1_spec)
 from .distributed import Job, run_jobs, job_results
 
@@ -144,11 +145,8 @@ def run_sweep_with_geometry(ckpt_path, # prep checkpoint with seed, final_error,
     with folder_lock(save_dir) if save_dir is not None else contextlib.nullcontext():
         saved = load_state(state_path, config, recompute=True) if state_path is not None else None
         if saved is not None:
-            model.load_state_dict(saved['model']); opt.load_state_dict(saved['optimizer'])
-            state = {'step': saved['step'], 'gv': None if saved['gv'] is None else [g.to(device) for g in saved['gv']]}
+            state = restore_training_state(saved, model, opt, train_loader, device)
             trajectory, geometry = saved['trajectory'], saved['geometry']
-            restore_rng(saved['rng'])
-            if saved['loader_epoch'] is not None: train_loader.epoch = saved['loader_epoch']
         branch = BRANCH_OF_DIRECTION[direction]
         def result():
             return {'seed': seed, 'branch': branch, 'init_error': init_error,
@@ -168,10 +166,7 @@ def run_sweep_with_geometry(ckpt_path, # prep checkpoint with seed, final_error,
                 geometry.append(aggregate_geometry(logs, lam, err))
                 bar.set_postfix(lam=lam, err=round(err, 4), c_sv=round(geometry[-1]['c_sv_mean'], 3), c_mc=round(geometry[-1]['c_mc_mean'], 3))
                 if state_path is not None:
-                    save_state({'model': model.state_dict(), 'optimizer': opt.state_dict(), 'step': state['step'],
-                                'gv': None if state['gv'] is None else [g.cpu() for g in state['gv']], 'rng': rng_state(),
-                                'loader_epoch': getattr(train_loader, 'epoch', None), 'trajectory': trajectory,
-                                'geometry': geometry}, state_path, config)
+                    save_state(training_state(model, opt, state, train_loader, trajectory=trajectory, geometry=geometry), state_path, config)
                     save_json(result(), Path(save_dir)/'sweep_result.json')
                 if callback is not None: callback(result())
         if state_path is not None: save_json(result(), Path(save_dir)/'sweep_result.json')

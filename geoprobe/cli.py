@@ -14,8 +14,8 @@ import geoprobe
 
 # %% auto #0
 __all__ = ['DEMO_SETTINGS', 'UsageError', 'writable_dir', 'checked_device', 'image_tensors', 'class_names', 'autoencoder',
-           'conduit_readout', 'w1_experiment', 'copy_atomic', 'demo_report', 'run_demo', 'add_config_options',
-           'config_options', 'build_parser', 'main']
+           'conduit_readout', 'w1_experiment', 'w1_effect', 'copy_atomic', 'demo_report', 'run_demo',
+           'add_config_options', 'config_options', 'build_parser', 'main']
 
 # %% ../nbs/10_cli.ipynb #f5ac1b6f
 class UsageError(Exception):
@@ -82,11 +82,13 @@ def conduit_readout(model, # a PatchSVAE
                     test:tuple, # (images, labels) of the test split
                     out:Path, # output folder: maps caches, readout records, scoreboard.csv, figures/
                     *, seeds=(0, 1, 2), # readout seeds
-                    configs=None, # channel configs (None: the original's eight)
+                    configs=None, # readout configs '[model:]input' (None: the original's eight)
                     names=None, # class names
+                    dataset:str|None=None, # 'cifar10' adds the original's reference rows; anything else: none
+                    baselines:bool=True, # also train the computed baselines (linear probes, a conv net on the raw images)
                     device=None, # where to compute
                     progress:bool=True, # progress bars
-                    **train_kwargs, # epochs, batch_size, lr, ... for `train_and_eval`
+                    **train_kwargs, # `run_readout` settings: protocol, epochs, batch_size, lr, engine, ...
                    ) -> tuple[pd.DataFrame, dict]:
     "Cell 5 end to end: cached maps, the readout scoreboard and its figures; returns `(scoreboard, test maps)`."
     from geoprobe.data import InMemoryLoader
@@ -96,7 +98,7 @@ def conduit_readout(model, # a PatchSVAE
     maps = {split: extract_conduit_maps(model, InMemoryLoader(*data, batch_size=128), cache=out/f'maps_{split}', device=device, progress=progress)
             for split, data in (('train', train), ('test', test))}
     board = run_readout(maps['train'], maps['test'], configs or DEFAULT_CONFIGS, seeds=tuple(seeds), save_dir=out, class_names=names,
-                        verbose=progress, device=device, **train_kwargs)
+                        dataset=dataset, baselines=baselines, images=(train[0], test[0]), verbose=progress, device=device, **train_kwargs)
     (out/'figures').mkdir(exist_ok=True)
     plot_conduit_maps(maps['test'], test[0], indices=(0, 1, 2), save_path=out/'figures'/'conduit_maps.png')
     plot_scoreboard(board, save_path=out/'figures'); plot_per_class(board, save_path=out/'figures')
@@ -124,12 +126,33 @@ def w1_experiment(out:Path, # output folder: W1_results.json, W1_geometry.csv, s
     plot_geometry_by_branch(table, save_path=out/'figures')
     return table
 
+# %% ../nbs/10_cli.ipynb #708e8df3
+def w1_effect(geometry:pd.DataFrame, # the W1 geometry table (one row per seed, branch, λ)
+              prep_errors:dict, # {'ordered': [test error per seed], 'collapse': [...]}, the preparation runs' final errors
+             ) -> dict:
+    "Did the demo show the W1 effect? Branch states (public keep rules), c_sv per branch over seeds, the permutation p, a verdict."
+    from geoprobe.dualgrad import BRANCH_DEFAULTS
+    from geoprobe.plots import geometry_summary
+    row = geometry_summary(geometry, columns=('c_sv_mean',)).loc['c_sv_mean']
+    per_seed = geometry.groupby(['branch', 'seed'])['c_sv_mean'].mean()
+    c_sv = {b: (float(per_seed[f'{b}_{d}'].mean()), float(per_seed[f'{b}_{d}'].std(ddof=1)), int(per_seed[f'{b}_{d}'].size))
+            for b, d in (('ordered', 'up'), ('collapse', 'down'))}
+    reached = {b: all(BRANCH_DEFAULTS[b]['keep'](e) for e in errs) and len(errs) > 0 for b, errs in prep_errors.items()}
+    visible = reached['ordered'] and reached['collapse'] and c_sv['ordered'][0] < c_sv['collapse'][0] and row['p_value'] < 0.05
+    return {'prep_errors': prep_errors, 'branch_reached': reached, 'c_sv': c_sv, 'p_value': float(row['p_value']),
+            'n_splits': int(row['n_splits']), 'visible': bool(visible)}
+
 # %% ../nbs/10_cli.ipynb #d4419872
 DEMO_SETTINGS = {
-    False: dict(svae_steps=600, n_train=None, n_test=None, readout_seeds=(0, 1, 2), readout_epochs=8, prep_seeds=(0, 1, 2),
-                prep_epochs=dict(ordered=10, collapse=10), w1_seeds=3, lambda_step=0.1, epochs_per_lambda=2),
-    True: dict(svae_steps=150, n_train=400, n_test=200, readout_seeds=(0, 1), readout_epochs=3, prep_seeds=(0, 1),
-               prep_epochs=dict(ordered=4, collapse=4), w1_seeds=2, lambda_step=0.2, epochs_per_lambda=1),
+    False: dict(svae_steps=600, n_train=None, n_test=None, readout_seeds=[0, 1, 2], readout_epochs=8,
+                prepare=dict(epochs=50, lr=0.1, k=16, keep_all=False, ordered=dict(seeds=list(range(6)), lam=0.35),
+                             collapse=dict(seeds=list(range(8)), lam=0.47)),
+                w1=dict(model='small_cnn', n_seeds=6, collapse_max_error=0.85, lambda_step=0.04, epochs_per_lambda=3, k=16, log_freq=3,
+                        lr=0.001, batch_size=64, noise_rate=0.4, augment=True)),
+    True: dict(svae_steps=150, n_train=400, n_test=200, readout_seeds=[0, 1], readout_epochs=3,
+               prepare=dict(epochs=4, lr=0.05, keep_all=True, seeds=[0, 1]),
+               w1=dict(model='small_cnn', n_seeds=2, collapse_max_error=0.95, lambda_step=0.2, epochs_per_lambda=1, k=4, log_freq=3,
+                       lr=0.01, batch_size=64)),
 }
 
 # %% ../nbs/10_cli.ipynb #b4b5bfb7
@@ -149,47 +172,69 @@ def _markdown_table(df:pd.DataFrame, floatfmt:str='.3f') -> str:
     return '\n'.join(lines)
 
 # %% ../nbs/10_cli.ipynb #c11ec07e
+def _readout_section(board:pd.DataFrame, lift:pd.DataFrame) -> list[str]:
+    "The report's readout paragraph: both accuracies per config, the computed baselines, the paired lift over S."
+    from geoprobe.readout import KIND_CONDUIT, KIND_BASELINE, format_scoreboard
+    conduit, baseline = board[board.kind == KIND_CONDUIT], board[board.kind == KIND_BASELINE]
+    best, s_row = conduit.sort_values('acc_mean', ascending=False).iloc[0], conduit[conduit.config == 'S']
+    pct = lambda r: f'{r.acc_mean:.1%} ± {r.acc_std:.1%}'
+    text = (f"Test accuracy at the best-validation epoch (the honest number), mean ± std over {int(best.n_seeds)} seeds; next to it the "
+            f"original's number, the best test accuracy over epochs (selected on the test set, so optimistic). Chance is 10%. The best "
+            f"conduit configuration is **{best['name']}** at {pct(best)}" + (f"; S alone reaches {pct(s_row.iloc[0])}" if len(s_row) else '') + '. ')
+    if len(baseline):
+        text += ('Computed baselines on the same images, split and seeds: ' + '; '.join(f"{r['name']} {pct(r)}" for _, r in baseline.iterrows())
+                 + f". The best conduit configuration is {'above' if best.acc_mean > baseline.acc_mean.max() else 'not above'} every computed baseline. ")
+    if len(lift):
+        top = lift.iloc[0]
+        text += (f"The largest paired gain over S-only is {top.name}: {top.lift_mean * 100:+.1f} ± {top.lift_std * 100:.1f} percentage points, so "
+                 f"adding conduit channels to S {'raises' if top.lift_mean - top.lift_std > 0 else 'does not clearly raise'} accuracy here. ")
+    text += "The original's reference numbers are CIFAR-10 results and are shown only for CIFAR-10 runs, never next to digits."
+    return ['## Readout scoreboard', '', '![scoreboard](figures/scoreboard.png)', '', '```', format_scoreboard(board), '```', '', text, '',
+            '![per-class accuracy](figures/scoreboard_per_class.png)', '',
+            'Per-class accuracy of every configuration (conduit and baselines): which digits each signal separates.', '']
+
+def _w1_section(geometry:pd.DataFrame, effect:dict) -> list[str]:
+    "The report's W1 paragraphs: the branch states reached, the geometry, and a plain verdict."
+    from geoprobe.plots import geometry_summary, format_geometry_summary
+    from geoprobe.dualgrad import BRANCH_DEFAULTS
+    errs = lambda b: ', '.join(f'{e:.3f}' for e in effect['prep_errors'][b])
+    every = lambda b: effect.get('prepared', effect['prep_errors'])[b]
+    prepared = lambda b: ', '.join(f'{e:.3f}' for e in every(b))
+    kept = lambda b: f"{sum(BRANCH_DEFAULTS[b]['keep'](e) for e in every(b))} of {len(every(b))}"
+    (co, so, no), (cc, sc, nc) = effect['c_sv']['ordered'], effect['c_sv']['collapse']
+    verdict = ('**The W1 effect is visible at this scale**: the ordered branch reached its state, the collapse branch its, and c_sv is lower '
+               'on the ordered branch, significantly by the permutation test.' if effect['visible'] else
+               '**The W1 effect is not shown at this scale**: ' + '; '.join(
+                   [f"the {b} branch did not reach its state under the public rule" for b, ok in effect['branch_reached'].items() if not ok]
+                   + ([] if co < cc else ['c_sv is not lower on the ordered branch'])
+                   + ([] if effect['p_value'] < 0.05 else [f"p = {effect['p_value']:.3g} is not below 0.05"])) + '.')
+    return ['## W1: gradient geometry by branch', '', '![W1 geometry](figures/W1_geometry_comparison.png)', '',
+            f"Preparation under label noise, every seed: ordered test errors {prepared('ordered')} ({kept('ordered')} below 0.20, the public "
+            f"rule for ordered); collapse {prepared('collapse')} ({kept('collapse')} at or above 0.40, the rule for collapse). The sweeps "
+            f"started from the checkpoints with errors ordered {errs('ordered')}, collapse {errs('collapse')}.", '',
+            format_geometry_summary(geometry_summary(geometry)), '',
+            f"c_sv, the alignment of the noisy-label (structure) and clean-label (value) gradients, per seed averaged over the sweep: ordered "
+            f"{co:.3f} ± {so:.3f} ({no} seeds), collapse {cc:.3f} ± {sc:.3f} ({nc} seeds); permutation test over the per-seed means "
+            f"p = {effect['p_value']:.3g} ({effect['n_splits']} splits). The public CIFAR-10 runs report c_sv ≈ 0.00 on the ordered branch "
+            f"and ≈ 0.25 on the collapse branch.", '', verdict, '']
+
 def demo_report(out:Path, # the demo's output folder
                 board:pd.DataFrame, # the readout scoreboard
                 lift:pd.DataFrame, # `conduit_lift` of the readout records
                 geometry:pd.DataFrame, # the W1 geometry table
+                effect:dict, # `w1_effect` of the W1 run
                 settings:dict, # what the demo ran with
                ) -> Path:
     "Write `report.md`: each figure with a paragraph that reads its numbers."
     from geoprobe.core import atomic_write
-    from geoprobe.plots import geometry_summary, format_geometry_summary
-    ours = board[~board.reference]
-    table = ours[['name', 'config', 'n_channels', 'params', 'n_seeds']].astype({'n_channels': int, 'params': int, 'n_seeds': int})
-    table['test accuracy'] = [f'{m:.1%} ± {sd:.1%}' for m, sd in zip(ours.acc_mean, ours.acc_std)]
-    best, s_row = ours.iloc[0], ours[ours.config == 'S']
-    s_acc = float(s_row.acc_mean.iloc[0]) if len(s_row) else float('nan')
-    top_lift = lift.iloc[0] if len(lift) else None
-    summary = geometry_summary(geometry)
-    by_branch = geometry.groupby('branch')[['c_sv_mean', 'c_mc_mean', 'error']].mean()
-    lines = [f'# geoprobe demo report', '',
+    lines = ['# geoprobe demo report', '',
              f"Embedded digits (scikit-learn, {settings['n_train_images']} training / {settings['n_test_images']} test images); "
              f"settings: `{ {k: v for k, v in settings.items() if not k.startswith('n_')} }`.", '',
              '## Conduit maps', '', '![conduit maps](figures/conduit_maps.png)', '',
              'Each digit becomes a 16×16 grid of 4×4 patches. Per patch: the singular values S of the autoencoder, the friction and '
              'settle step of the conduit eigensolver on the patch Gram matrix, and the reconstruction error. Friction and error are '
              'shown on a log scale because they span decades.', '',
-             '## Readout scoreboard', '', '![scoreboard](figures/scoreboard.png)', '',
-             _markdown_table(table), '',
-             f"Test accuracy at the best-validation epoch, mean ± std over {int(best.n_seeds)} seeds (chance: 10%). The best channel set is "
-             f"**{best['name']}** at {best.acc_mean:.1%} ± {best.acc_std:.1%}; S alone reaches {s_acc:.1%}. "
-             + (f"The best paired difference to S-only over seeds is {top_lift.name}: {top_lift.lift_mean * 100:+.1f} ± {top_lift.lift_std * 100:.1f} "
-                f"percentage points, so adding conduit channels to S {'raises' if top_lift.lift_mean - top_lift.lift_std > 0 else 'does not clearly raise'} "
-                f"accuracy here. " if top_lift is not None else '')
-             + 'Reference lines are the original\'s CIFAR-10 numbers and are not comparable with digits; they are drawn for orientation only.', '',
-             '![per-class accuracy](figures/scoreboard_per_class.png)', '',
-             'Per-class accuracy of every channel set: which digits each signal separates.', '',
-             '## W1: gradient geometry by branch', '', '![W1 geometry](figures/W1_geometry_comparison.png)', '',
-             format_geometry_summary(summary), '',
-             'Mean over the sweep: ' + '; '.join(f"{b}: c_sv {r.c_sv_mean:.3f}, c_mc {r.c_mc_mean:.3f}, test error {r.error:.3f}"
-                                                 for b, r in by_branch.iterrows()) + '. '
-             'c_sv is the alignment of the noisy-label (structure) and clean-label (value) gradients, c_mc that of the mixed step with the '
-             'clean gradient; the permutation test over seeds asks whether the branches differ. With this few seeds per branch the '
-             'smallest possible p-value is large, so read the test as a check of the pipeline, not as evidence.', '']
+             *_readout_section(board, lift), *_w1_section(geometry, effect)]
     with atomic_write(out/'report.md') as f: f.write('\n'.join(lines))
     return out/'report.md'
 
@@ -200,29 +245,29 @@ def run_demo(out='geoprobe_demo', # report folder (created; a rerun reuses finis
              progress:bool=True, # progress bars
             ) -> Path:
     "Both experiment families on the embedded digits, with a report; returns the path of report.md."
-    from geoprobe.core import save_json, make_manifest, load_json
+    from geoprobe.core import save_json, make_manifest, load_json, load_state, save_state, find_experiment_dirs
     from geoprobe.readout import conduit_lift
-    from geoprobe.core import load_state, save_state
     out, device, s = writable_dir(out), checked_device(device), DEMO_SETTINGS[bool(fast)]
     if load_state(out/'demo_config.json', {'fast': bool(fast)}) is None: save_state({}, out/'demo_config.json', {'fast': bool(fast)})
     t0 = time.time()
     model, _ = autoencoder('small', out/'svae', device, steps=s['svae_steps'], progress=progress)
     train, test = (image_tensors('digits', split, 64, limit=s['n_train' if split == 'train' else 'n_test']) for split in ('train', 'test'))
-    board, _ = conduit_readout(model, train, test, out/'readout', seeds=s['readout_seeds'], names=class_names('digits'), device=device,
-                               progress=progress, epochs=s['readout_epochs'], batch_size=32, lr=2e-3)
+    board, _ = conduit_readout(model, train, test, out/'readout', seeds=s['readout_seeds'], names=class_names('digits'), dataset='digits',
+                               device=device, progress=progress, epochs=s['readout_epochs'], batch_size=32, lr=2e-3)
     copy_atomic(out/'readout'/'scoreboard.csv', out/'scoreboard.csv')
     lift = conduit_lift(list(load_json(out/'readout'/'readout_records.json')['records'].values()))
     w1_data = dict(train_data=image_tensors('digits', 'train', 32, limit=s['n_train']), test_data=image_tensors('digits', 'test', 32),
-                   model='small_cnn', device=device, batch_size=64, progress=progress)
-    prepare = dict(seeds=s['prep_seeds'], keep_all=True, lr=0.05, ordered=dict(epochs=s['prep_epochs']['ordered']),
-                   collapse=dict(epochs=s['prep_epochs']['collapse']))
-    geometry = w1_experiment(out, out/'prep', prepare=prepare, n_seeds=s['w1_seeds'], collapse_max_error=0.95,
-                             lambda_step=s['lambda_step'], epochs_per_lambda=s['epochs_per_lambda'], k=4, log_freq=3, lr=0.01, **w1_data)
+                   device=device, progress=progress)
+    geometry = w1_experiment(out, out/'prep', prepare=s['prepare'], **s['w1'], **w1_data)
+    swept = load_json(out/'W1_results.json')
+    effect = w1_effect(geometry, {b: [r['init_error'] for r in swept if r['branch'].startswith(b)] for b in ('ordered', 'collapse')})
+    prepared = {b: load_json(find_experiment_dirs(out/'prep', f'exp_Ta_prep_{b}')[-1]/f'{b}_prep_results.json') for b in ('ordered', 'collapse')}
+    effect['prepared'] = {b: [round(r['final_error'], 3) for r in recs] for b, recs in prepared.items()}
     for fig in (out/'readout'/'figures').glob('*.png'): copy_atomic(fig, out/'figures'/fig.name)
-    settings = {**{k: (list(v) if isinstance(v, tuple) else v) for k, v in s.items()}, 'fast': bool(fast), 'device': str(device),
-                'n_train_images': len(train[1]), 'n_test_images': len(test[1])}
-    save_json(settings, out/'demo_settings.json', manifest=make_manifest(settings, device=device, seconds=round(time.time() - t0, 1)))
-    return demo_report(out, board, lift, geometry, settings)
+    settings = {**s, 'fast': bool(fast), 'device': str(device), 'n_train_images': len(train[1]), 'n_test_images': len(test[1])}
+    save_json({'settings': settings, 'w1_effect': effect}, out/'demo_settings.json',
+              manifest=make_manifest(settings, device=device, seconds=round(time.time() - t0, 1)))
+    return demo_report(out, board, lift, geometry, effect, settings)
 
 # %% ../nbs/10_cli.ipynb #a349bd23
 def _option_type(annotation, default):
@@ -265,7 +310,7 @@ def _default(fn, name):
 
 def build_parser() -> argparse.ArgumentParser:
     "The argument parser of the `geoprobe` command."
-    from geoprobe.readout import ReadoutConfig, run_readout
+    from geoprobe.readout import ReadoutConfig, PROTOCOLS, run_readout
     from geoprobe.svae import small_svae
     from geoprobe.sweep import W1Config
     from geoprobe.dualgrad import MODELS, prepare_branch_checkpoints
@@ -292,8 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "'v40_freckles_noise' (needs geoprobe[hf]), or a checkpoint path [%(default)s]")
     r.add_argument('--svae-steps', type=int, default=_default(small_svae, 'steps'), help="training steps of the 'small' autoencoder [%(default)s]")
     r.add_argument('--seeds', type=int, nargs='+', default=list(_default(run_readout, 'seeds')), help='readout seeds [%(default)s]')
-    r.add_argument('--configs', nargs='+', default=None, help="channel sets, letters from SFTE [the original's eight]")
-    add_config_options(r, ReadoutConfig, ['epochs', 'batch_size', 'lr', 'val_fraction', 'augment', 'normalize'])
+    r.add_argument('--configs', nargs='+', default=None, help="readout configs: channel letters from SFTE, or model:input such as linear:S [the original's eight]")
+    r.add_argument('--baselines', action=argparse.BooleanOptionalAction, default=True, help='also train the computed baselines on the same data [%(default)s]')
+    add_config_options(r, ReadoutConfig, ['protocol', 'epochs', 'batch_size', 'lr', 'val_fraction', 'augment', 'normalize'], choices={'protocol': PROTOCOLS})
     r.add_argument('--engine', default='local', choices=['local', 'ray'], help='run the readout jobs here or as Ray jobs [%(default)s]')
     r.add_argument('--address', default=None, help="Ray cluster address with --engine ray ('auto' or ray://host:port) [local]")
     r.set_defaults(run=_cmd_readout)
@@ -327,16 +373,17 @@ def _cmd_demo(a):
     return 0
 
 def _cmd_readout(a):
-    from geoprobe.readout import parse_channels, ReadoutConfig
+    from geoprobe.readout import parse_config, config_key, format_scoreboard, ReadoutConfig
     out, device = writable_dir(a.out), checked_device(a.device)
-    try: configs = [(parse_channels(c), c) for c in a.configs] if a.configs else None
+    try: configs = [(config_key(*parse_config(c)), c) for c in a.configs] if a.configs else None
     except ValueError as e: raise UsageError(str(e)) from None
     train, test = (image_tensors(a.data, split, 64, a.data_root, a.download) for split in ('train', 'test'))
     with _locked(a):
         model, _ = autoencoder(a.svae, out/'svae', device, steps=a.svae_steps, progress=not a.quiet)
-        board, _ = conduit_readout(model, train, test, out, seeds=a.seeds, configs=configs, names=class_names(a.data), device=device,
-                                   progress=not a.quiet, engine=a.engine, address=a.address, **config_options(a, ReadoutConfig))
-    print(board[['name', 'config', 'acc_mean', 'acc_std', 'n_seeds', 'reference']].to_string(index=False))
+        board, _ = conduit_readout(model, train, test, out, seeds=a.seeds, configs=configs, names=class_names(a.data), dataset=a.data,
+                                   baselines=a.baselines, device=device, progress=not a.quiet, engine=a.engine, address=a.address,
+                                   **config_options(a, ReadoutConfig))
+    if a.quiet: print(format_scoreboard(board))
     print(f'results: {out}')
     return 0
 

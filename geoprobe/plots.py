@@ -11,13 +11,14 @@ import numpy as np
 import pandas as pd
 import matplotlib
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from .core import atomic_write
 
 # %% auto #0
-__all__ = ['DISPLAY_DPI', 'BRANCH_STYLES', 'GEOMETRY_COLUMNS', 'SCOREBOARD_COLUMNS', 'save_figure', 'geometry_branches',
-           'branch_style', 'seed_spread', 'plot_geometry_by_branch', 'permutation_test', 'geometry_summary',
-           'format_geometry_summary', 'class_columns', 'plot_scoreboard', 'plot_per_class']
+__all__ = ['DISPLAY_DPI', 'BRANCH_STYLES', 'GEOMETRY_COLUMNS', 'SCOREBOARD_COLUMNS', 'KIND_COLORS', 'save_figure',
+           'geometry_branches', 'branch_style', 'seed_spread', 'plot_geometry_by_branch', 'permutation_test',
+           'geometry_summary', 'format_geometry_summary', 'class_columns', 'plot_scoreboard', 'plot_per_class']
 
 # %% ../nbs/08_plots.ipynb #7684efd8
 DISPLAY_DPI = 80 # dots per inch of the figures built here, i.e. their size in a notebook; files are written at `save_figure`'s dpi
@@ -197,8 +198,8 @@ def format_geometry_summary(summary:pd.DataFrame, # the output of `geometry_summ
     return '\n'.join(lines)
 
 # %% ../nbs/08_plots.ipynb #1253fdc4
-SCOREBOARD_COLUMNS = ('config', 'name', 'acc_mean', 'acc_std', 'reference')
-_SCOREBOARD_FIX = 'pass the table geoprobe.readout writes (scoreboard.csv, one row per channel configuration).'
+SCOREBOARD_COLUMNS = ('config', 'name', 'kind', 'selected_by', 'acc_mean', 'acc_std', 'best_test_acc_mean', 'best_test_acc_std', 'reference')
+_SCOREBOARD_FIX = 'pass the table geoprobe.readout writes (scoreboard.csv, one row per readout configuration).'
 
 def class_columns(scoreboard:pd.DataFrame) -> list[str]:
     "The per-class accuracy columns `acc_<class>` of a scoreboard, in table order."
@@ -212,40 +213,55 @@ def _reference_mask(scoreboard):
 def _row_labels(rows):
     return [n if isinstance(n, str) and n.strip() else str(c) for n, c in zip(rows['name'], rows['config'])]
 
-# %% ../nbs/08_plots.ipynb #b47ed4f9
-_REF_COLORS = ('dimgray', 'tab:orange', 'tab:green', 'tab:purple', 'tab:brown', 'tab:pink', 'tab:olive', 'tab:cyan')
-_REF_STYLES = (':', '--', '-.')
+_SELECTED = {'best validation': 'the best-validation epoch', 'last epoch': 'the last epoch'}
 
-def plot_scoreboard(scoreboard:pd.DataFrame, # readout scoreboard (scoreboard.csv), one row per channel configuration
+def _selected_epoch(runs):
+    "The epoch the runs' `acc_mean` comes from, in words."
+    selected = set(runs['selected_by'])
+    return _SELECTED.get(selected.pop(), 'the selected epoch') if len(selected) == 1 else 'the selected epoch'
+
+# %% ../nbs/08_plots.ipynb #b47ed4f9
+KIND_COLORS = {'conduit config': 'tab:blue', 'computed baseline': 'tab:gray'} # bar colour of each scoreboard `kind`
+_REF_COLORS = ('tab:orange', 'tab:green', 'tab:purple', 'tab:brown', 'tab:pink', 'tab:olive', 'tab:cyan', 'dimgray')
+_REF_STYLES = ('--', '-.', ':')
+
+def plot_scoreboard(scoreboard:pd.DataFrame, # readout scoreboard (scoreboard.csv), one row per configuration
                     save_path=None, # PNG file or folder to save into; None: don't save
-                    chance:float|None=None, # chance accuracy when there is no 'Chance' reference row; None: 1/number of classes
+                    chance:float|None=None, # chance accuracy; None: 1/number of classes (no line without per-class columns)
                     dpi:int=150, # resolution of the saved PNG
                    ) -> Figure:
-    "Bar chart of test accuracy per configuration (mean ± std over seeds), with the reference rows as labelled lines."
+    "Two bars per configuration (selected and best test accuracy, mean ± std over seeds); chance and the table's reference rows as lines."
     _require(scoreboard, SCOREBOARD_COLUMNS, 'scoreboard', _SCOREBOARD_FIX)
     ref = _reference_mask(scoreboard)
     runs = scoreboard[~ref].sort_values('acc_mean', kind='stable')
     if runs.empty: raise ValueError('scoreboard has only reference rows: no configuration to plot.')
-    refs = list(zip(_row_labels(scoreboard[ref]), scoreboard.loc[ref, 'acc_mean'].astype(float)))
+    refs = sorted(zip(_row_labels(scoreboard[ref]), scoreboard.loc[ref, 'best_test_acc_mean'].astype(float)), key=lambda t: t[1])
     n_classes = len(class_columns(scoreboard))
-    if not any(name.strip().lower() == 'chance' for name, _ in refs):
-        if chance is None and n_classes: chance = 1/n_classes
-        if chance is not None: refs.append(('Chance', chance))
-    fig = Figure(figsize=(max(7, 0.6*len(runs) + 4.5), 5), dpi=DISPLAY_DPI, layout='constrained')
+    if chance is None and n_classes: chance = 1/n_classes
+    fig = Figure(figsize=(max(8, 0.75*len(runs) + 5.5), 5.5), dpi=DISPLAY_DPI, layout='constrained')
     ax = fig.subplots()
-    acc, err = 100*runs['acc_mean'].to_numpy(float), 100*runs['acc_std'].to_numpy(float)
-    bars = ax.bar(np.arange(len(runs)), acc, yerr=err, capsize=4, color='tab:blue', alpha=0.85, error_kw=dict(lw=1.2))
-    ax.bar_label(bars, labels=[f'{v:.1f}' for v in acc], label_type='center', color='white', fontsize=8)
-    for i, (name, v) in enumerate(sorted(refs, key=lambda t: t[1])):
-        ax.axhline(100*v, color=_REF_COLORS[i % len(_REF_COLORS)], linestyle=_REF_STYLES[i % len(_REF_STYLES)], lw=1.4,
-                   label=f'{name} ({100*v:.1f}%)')
-    ax.set_xticks(np.arange(len(runs)), _row_labels(runs), rotation=30, ha='right')
+    x, w = np.arange(len(runs)), 0.4
+    colors = [KIND_COLORS.get(k, 'tab:olive') for k in runs['kind']]
+    bar_styles = (('acc', -w/2, dict(alpha=0.9), 'white'), ('best_test_acc', w/2, dict(alpha=0.45, hatch='//', edgecolor=colors), 'black'))
+    for col, offset, style, text in bar_styles:
+        acc, err = 100*runs[f'{col}_mean'].to_numpy(float), 100*runs[f'{col}_std'].to_numpy(float)
+        bars = ax.bar(x + offset, acc, w, yerr=err, capsize=3, color=colors, error_kw=dict(lw=1.0), **style)
+        ax.bar_label(bars, labels=[f'{v:.1f}' for v in acc], label_type='center', rotation=90, color=text, fontsize=7)
+    handles = [Patch(facecolor='tab:blue', alpha=0.9, label=f'test acc at {_selected_epoch(runs)}'),
+               Patch(facecolor='tab:blue', alpha=0.45, hatch='//', edgecolor='tab:blue', label='best test acc over epochs (test-selected)')]
+    if (runs['kind'] == 'computed baseline').any(): handles.append(Patch(facecolor=KIND_COLORS['computed baseline'], label='computed baseline'))
+    if chance is not None: handles.append(ax.axhline(100*chance, color='black', linestyle=':', lw=1.2, label=f'chance ({100*chance:.1f}%)'))
+    ref_lines = [ax.axhline(100*v, color=_REF_COLORS[i % len(_REF_COLORS)], linestyle=_REF_STYLES[i % len(_REF_STYLES)], lw=1.4,
+                            label=f'{name} ({100*v:.1f}%)') for i, (name, v) in enumerate(refs)]
+    ax.set_xticks(x, _row_labels(runs), rotation=30, ha='right')
     ax.set_ylim(0, 100)
     seeds = f" over {int(runs['n_seeds'].max())} seeds" if 'n_seeds' in runs and runs['n_seeds'].notna().any() else ' over seeds'
-    ax.set(xlabel='channel configuration', ylabel='test accuracy (%)',
-           title=f'Readout scoreboard: test accuracy at the best-validation epoch (mean ± std{seeds})')
+    ax.set(xlabel='readout configuration', ylabel='test accuracy (%)', title=f'Readout scoreboard: test accuracy (mean ± std{seeds})')
     ax.grid(True, axis='y', alpha=0.3)
-    if refs: ax.legend(title='references', loc='upper left', bbox_to_anchor=(1.01, 1), fontsize=8)
+    legend = ax.legend(handles=handles, loc='upper left', bbox_to_anchor=(1.01, 1), fontsize=8)
+    if ref_lines:
+        ax.add_artist(legend)
+        ax.legend(handles=ref_lines, loc='lower left', bbox_to_anchor=(1.01, 0), fontsize=8, title=str(scoreboard.loc[ref, 'kind'].iloc[0]))
     if save_path is not None: save_figure(fig, save_path, 'scoreboard.png', dpi)
     return fig
 
@@ -263,7 +279,7 @@ def plot_per_class(scoreboard:pd.DataFrame, # readout scoreboard with per-class 
     runs = runs[runs[classes].notna().any(axis=1)]
     if runs.empty: raise ValueError('scoreboard has no configuration with per-class accuracies to plot.')
     data = 100*runs[classes].to_numpy(float)
-    fig = Figure(figsize=(max(6, 0.6*len(classes) + 4.5), max(3, 0.4*len(runs) + 1.8)), dpi=DISPLAY_DPI, layout='constrained')
+    fig = Figure(figsize=(max(6, 0.6*len(classes) + 5), max(3, 0.4*len(runs) + 1.8)), dpi=DISPLAY_DPI, layout='constrained')
     ax = fig.subplots()
     cm = matplotlib.colormaps[cmap].with_extremes(bad='lightgray')
     im = ax.imshow(np.ma.masked_invalid(data), cmap=cm, vmin=0, vmax=100, aspect='auto')
@@ -273,7 +289,8 @@ def plot_per_class(scoreboard:pd.DataFrame, # readout scoreboard with per-class 
                 color='black' if 0.299*r + 0.587*g + 0.114*b > 0.5 else 'white')
     ax.set_xticks(np.arange(len(classes)), [c[len('acc_'):] for c in classes], rotation=45 if len(classes) > 10 else 0)
     ax.set_yticks(np.arange(len(runs)), [f'{n} ({100*a:.1f}%)' for n, a in zip(_row_labels(runs), runs['acc_mean'])])
-    ax.set(xlabel='class', ylabel='channel configuration (overall accuracy)', title='Per-class test accuracy (%), mean over seeds')
+    ax.set(xlabel='class', ylabel='readout configuration (overall accuracy)',
+           title=f'Per-class test accuracy (%) at {_selected_epoch(runs)}, mean over seeds')
     fig.colorbar(im, ax=ax, label='per-class test accuracy (%)')
     if save_path is not None: save_figure(fig, save_path, 'scoreboard_per_class.png', dpi)
     return fig

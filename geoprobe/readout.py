@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_readout.ipynb #6c0475d4
 from __future__ import annotations
-import tempfile, time
+import math, tempfile, time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,13 +21,18 @@ from .distributed import Job, run_jobs, job_results, DONE_FILE
 from .data import InMemoryLoader
 
 # %% auto #0
-__all__ = ['CHANNEL_KEYS', 'LOG_CHANNELS', 'DEFAULT_CONFIGS', 'REFERENCE_RESULTS', 'parse_channels', 'select_channels',
-           'channel_names', 'fit_channel_norm', 'apply_channel_norm', 'SpatialConvClassifier', 'stratified_split',
-           'predict', 'per_class_accuracy', 'check_readout_settings', 'check_maps', 'train_and_eval',
-           'scoreboard_table', 'conduit_lift', 'ReadoutConfig', 'readout_job', 'readout_jobs', 'run_readout']
+__all__ = ['CHANNEL_KEYS', 'IMAGES', 'LOG_CHANNELS', 'READOUT_MODELS', 'PROTOCOLS', 'ORIGINAL_NUM_WORKERS', 'DEFAULT_CONFIGS',
+           'BASELINE_CONFIGS', 'REFERENCE_RESULTS', 'SCATTER_CONV', 'KIND_CONDUIT', 'KIND_BASELINE', 'KIND_ORIGINAL',
+           'parse_channels', 'parse_input', 'select_channels', 'channel_names', 'fit_channel_norm',
+           'apply_channel_norm', 'SpatialConvClassifier', 'LinearProbe', 'ImageConvClassifier', 'stratified_split',
+           'predict', 'per_class_accuracy', 'check_readout_settings', 'check_maps', 'draw_loader_seed',
+           'OriginalLoader', 'train_and_eval', 'parse_config', 'config_key', 'readout_kind', 'is_cifar10',
+           'scoreboard_table', 'format_scoreboard', 'conduit_lift', 'ReadoutConfig', 'readout_job', 'readout_jobs',
+           'run_readout']
 
 # %% ../nbs/05_readout.ipynb #b1c062f9
 CHANNEL_KEYS = {'S': 'S', 'F': 'friction', 'T': 'settle', 'E': 'error'}
+IMAGES = 'images'
 
 def parse_channels(channels:str, # letters from 'SFTE', e.g. 'SF' or 'SFET'
                   ) -> str:
@@ -39,24 +44,33 @@ def parse_channels(channels:str, # letters from 'SFTE', e.g. 'SF' or 'SFET'
     if len(set(channels)) != len(channels): raise ValueError(f'Repeated channel letter in {channels!r}')
     return ''.join(c for c in CHANNEL_KEYS if c in channels)
 
+def parse_input(channels:str, # letters from 'SFTE', or 'images' for the raw images
+               ) -> str:
+    "A readout input: 'images', or a channel set in canonical order (`parse_channels`)."
+    return IMAGES if channels == IMAGES else parse_channels(channels)
+
 # %% ../nbs/05_readout.ipynb #32f6b8e0
-def select_channels(maps:dict, # conduit maps in the original's layout
-                    channels:str, # letters from 'SFTE'
+def select_channels(maps:dict, # conduit maps in the original's layout (and the raw images under 'images')
+                    channels:str, # letters from 'SFTE', or 'images'
                    ) -> torch.Tensor:
-    "Stack the chosen maps as a conv input `(N, C, gh, gw)` (the original's `ConduitDataset.maps`)."
-    letters = parse_channels(channels)
-    missing = [CHANNEL_KEYS[c] for c in letters if CHANNEL_KEYS[c] not in maps]
+    "Stack the chosen maps as a conv input `(N, C, gh, gw)` (the original's `ConduitDataset.maps`), or return the images `(N, C, H, W)`."
+    letters = parse_input(channels)
+    keys = [IMAGES] if letters == IMAGES else [CHANNEL_KEYS[c] for c in letters]
+    missing = [k for k in keys if k not in maps]
     if missing: raise KeyError(f'maps lack {missing}; they have {sorted(maps)}')
-    return torch.cat([maps[CHANNEL_KEYS[c]].float().permute(0, 3, 1, 2) for c in letters], dim=1)
+    if letters == IMAGES: return maps[IMAGES].float()
+    return torch.cat([maps[k].float().permute(0, 3, 1, 2) for k in keys], dim=1)
 
 # %% ../nbs/05_readout.ipynb #3a66eb06
 LOG_CHANNELS = 'FE'
 
-def channel_names(maps:dict, # conduit maps in the original's layout
-                  channels:str, # letters from 'SFTE'
+def channel_names(maps:dict, # conduit maps in the original's layout (and the raw images under 'images')
+                  channels:str, # letters from 'SFTE', or 'images'
                  ) -> list[str]:
-    "A name per input channel of `select_channels(maps, channels)`, e.g. ['S0', 'S1', 'S2', 'S3', 'E0']."
-    return [f'{c}{i}' for c in parse_channels(channels) for i in range(maps[CHANNEL_KEYS[c]].shape[-1])]
+    "A name per input channel of `select_channels(maps, channels)`, e.g. ['S0', 'S1', 'S2', 'S3', 'E0'] or ['image0', 'image1', 'image2']."
+    letters = parse_input(channels)
+    if letters == IMAGES: return [f'image{i}' for i in range(maps[IMAGES].shape[1])]
+    return [f'{c}{i}' for c in letters for i in range(maps[CHANNEL_KEYS[c]].shape[-1])]
 
 def fit_channel_norm(x:torch.Tensor, # training input (N, C, gh, gw) from `select_channels`
                      names:list[str], # `channel_names` of the same maps and channels
@@ -92,6 +106,36 @@ class SpatialConvClassifier(nn.Module):
 
     def forward(self, x): return self.head(self.conv(x).flatten(1))
 
+# %% ../nbs/05_readout.ipynb #5a382a99
+class LinearProbe(nn.Module):
+    "One linear layer on the flattened input: the original's 'linear probe' on flat maps (multinomial logistic regression)."
+    def __init__(self, in_features:int, # C·H·W of one input
+                 n_classes:int=10, # number of classes
+                ):
+        super().__init__()
+        self.linear = nn.Linear(in_features, n_classes)
+
+    def forward(self, x): return self.linear(x.flatten(1))
+
+class ImageConvClassifier(nn.Module):
+    "A plain conv net on raw images: a patch convolution (64×64 → 16×16 with 4×4 patches), then `SpatialConvClassifier`'s layers."
+    def __init__(self, in_channels:int=3, # image channels
+                 n_classes:int=10, # number of classes
+                 width:int=32, # output channels of the patch convolution
+                 patch:int=4, # kernel size and stride of the patch convolution
+                ):
+        super().__init__()
+        self.patches = nn.Sequential(nn.Conv2d(in_channels, width, patch, stride=patch), nn.GELU())
+        self.readout = SpatialConvClassifier(width, n_classes)
+
+    def forward(self, x): return self.readout(self.patches(x))
+
+READOUT_MODELS = { # name → builder(shape of one input (C, H, W), number of classes)
+    'conv': lambda shape, n_classes: SpatialConvClassifier(shape[0], n_classes),
+    'linear': lambda shape, n_classes: LinearProbe(math.prod(shape), n_classes),
+    'image_conv': lambda shape, n_classes: ImageConvClassifier(shape[0], n_classes),
+}
+
 # %% ../nbs/05_readout.ipynb #4ae77148
 def stratified_split(labels:torch.Tensor, # class labels (N,)
                      fraction:float, # share of each class to hold out
@@ -126,16 +170,22 @@ def per_class_accuracy(pred:torch.Tensor, # predicted classes
     return (correct / total).tolist()
 
 # %% ../nbs/05_readout.ipynb #1fe59483
+PROTOCOLS = ('validated', 'original')
+
 def check_readout_settings(epochs:int, # training epochs
                            batch_size:int, # training batch size
                            val_fraction:float, # share held out for model selection
                            lr:float, # learning rate
+                           model:str='conv', # a name in `READOUT_MODELS`
+                           protocol:str='validated', # one of `PROTOCOLS`
                           ):
     "Refuse readout settings that cannot train, each in one line naming the argument."
     if epochs < 1: raise ValueError(f'epochs must be at least 1, got {epochs}')
     if batch_size < 1: raise ValueError(f'batch_size must be at least 1, got {batch_size}')
     if not 0 <= val_fraction < 1: raise ValueError(f'val_fraction must lie in [0, 1), got {val_fraction}')
     if not lr > 0: raise ValueError(f'lr must be positive, got {lr}')
+    if model not in READOUT_MODELS: raise ValueError(f'model must be one of {list(READOUT_MODELS)}, got {model!r}')
+    if protocol not in PROTOCOLS: raise ValueError(f'protocol must be one of {list(PROTOCOLS)}, got {protocol!r}')
 
 def check_maps(x:torch.Tensor, # stacked channels (N, C, gh, gw) from `select_channels`
                labels:torch.Tensor, # class labels (N,)
@@ -153,26 +203,61 @@ def check_maps(x:torch.Tensor, # stacked channels (N, C, gh, gw) from `select_ch
         where = ', '.join(f'{n}: {int(c)}' for n, c in zip(names, bad) if c)
         raise ValueError(f'{what} hold {int(bad.sum())} NaN or infinite values ({where}); recompute the maps or drop those images')
 
+# %% ../nbs/05_readout.ipynb #ba4d09aa
+ORIGINAL_NUM_WORKERS = 4 # the original's DataLoader worker processes
+
+def draw_loader_seed() -> int:
+    "An int64 from torch's global generator, drawn as a DataLoader iterator (its base seed) and a RandomSampler (its permutation seed) draw one."
+    return int(torch.empty((), dtype=torch.int64).random_().item())
+
+class OriginalLoader:
+    "The original's training batches, drawn from torch's global generator as its `DataLoader(shuffle=True, drop_last=True)` draws them."
+    def __init__(self, x:torch.Tensor, # training inputs (N, C, H, W)
+                 y:torch.Tensor, # labels (N,), on the device of `x`
+                 batch_size:int=128, # samples per batch
+                 flip:bool=True, # random horizontal flip per sample (the original's `augment=True`)
+                 num_workers:int=ORIGINAL_NUM_WORKERS, # the DataLoader's worker processes, whose generators make the flips (0: the global one)
+                 drop_last:bool=True, # drop the last incomplete batch
+                ):
+        self.x, self.y, self.batch_size, self.flip, self.num_workers, self.drop_last = x, y, batch_size, flip, num_workers, drop_last
+
+    def __len__(self): return len(self.y) // self.batch_size if self.drop_last else math.ceil(len(self.y) / self.batch_size)
+
+    def __iter__(self):
+        base = draw_loader_seed()
+        order = torch.randperm(len(self.y), generator=torch.Generator().manual_seed(draw_loader_seed()))
+        workers = [torch.Generator().manual_seed(base + w) for w in range(self.num_workers)] or [None]
+        for i in range(len(self)):
+            idx = order[i*self.batch_size:(i+1)*self.batch_size].to(self.x.device)
+            x = self.x[idx]
+            if self.flip:
+                flip = torch.rand(len(idx), generator=workers[i % len(workers)]) > 0.5
+                x = torch.where(flip.to(x.device)[:, None, None, None], x.flip(-1), x)
+            yield x, self.y[idx]
+
 # %% ../nbs/05_readout.ipynb #43fa4a00
-def train_and_eval(train_maps:dict, # conduit maps of the training images (original's layout)
+def train_and_eval(train_maps:dict, # conduit maps of the training images (original's layout; the images under 'images')
                    test_maps:dict, # conduit maps of the test images
-                   channels:str, # channel letters, e.g. 'SF'
-                   *, epochs:int=30, # training epochs (cosine schedule over them)
-                   batch_size:int=128, # training batch size
+                   channels:str, # channel letters, e.g. 'SF', or 'images'
+                   *, model:str='conv', # the network, a name in `READOUT_MODELS`: 'conv', 'linear' or 'image_conv'
+                   protocol:str='validated', # 'validated': select the epoch on held-out training maps; 'original': the original's procedure
+                   epochs:int=30, # training epochs (cosine schedule over them)
+                   batch_size:int=128, # training (and evaluation) batch size
                    lr:float=3e-4, # Adam learning rate
                    seed:int=0, # seeds the split, the weights and the batch order
-                   val_fraction:float=0.1, # share of training maps held out for model selection (0: use the last epoch)
+                   val_fraction:float=0.1, # share of training maps held out for model selection (0: use the last epoch); 'original': 0
                    augment:bool=True, # random horizontal flips of the training maps
-                   normalize:bool=True, # log + standardise channels with training statistics (False: the original's raw input)
+                   normalize:bool=True, # log + standardise channels with training statistics; 'original': False (raw input)
                    n_classes:int|None=None, # number of classes (default: from the labels)
                    device=None, # where to train (None: best available)
                    progress:bool=False, # show a per-epoch progress bar
                   ) -> dict:
-    "Train `SpatialConvClassifier` on `channels`; select the epoch on validation data; test once."
+    "Train `model` on `channels`; select the epoch on validation data, test every epoch; report both the selected and the best test accuracy."
     t0 = time.time()
-    check_readout_settings(epochs, batch_size, val_fraction, lr)
+    check_readout_settings(epochs, batch_size, val_fraction, lr, model, protocol)
+    if protocol == 'original': val_fraction, normalize = 0.0, False
     dev = resolve_device(device)
-    letters = parse_channels(channels)
+    letters = parse_input(channels)
     x_all, y_all = select_channels(train_maps, letters), torch.as_tensor(train_maps['labels']).long()
     x_test, y_test = select_channels(test_maps, letters), torch.as_tensor(test_maps['labels']).long()
     names = channel_names(train_maps, letters)
@@ -181,88 +266,152 @@ def train_and_eval(train_maps:dict, # conduit maps of the training images (origi
     n_classes = n_classes or int(max(y_all.max(), y_test.max())) + 1
     keep, held = stratified_split(y_all, val_fraction, seed) if val_fraction > 0 else (torch.arange(len(y_all)), torch.arange(0))
     x_tr, y_tr, x_val, y_val = x_all[keep], y_all[keep], x_all[held], y_all[held]
-    norm = fit_channel_norm(x_tr, channel_names(train_maps, letters)) if normalize else None
+    norm = fit_channel_norm(x_tr, names) if normalize else None
     prep = (lambda x: apply_channel_norm(x, norm)) if normalize else (lambda x: x)
     x_tr, x_val, x_test = (prep(x).to(dev) for x in (x_tr, x_val, x_test))
     y_tr, y_val, y_test = y_tr.to(dev), y_val.to(dev), y_test.to(dev)
 
     set_seed(seed)
-    model = SpatialConvClassifier(x_tr.shape[1], n_classes).to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    net = READOUT_MODELS[model](tuple(x_tr.shape[1:]), n_classes).to(dev)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-    loader = InMemoryLoader(x_tr, y_tr, batch_size=batch_size, shuffle=True, seed=seed, flip=augment, drop_last=len(y_tr) > batch_size)
+    drop_last = len(y_tr) > batch_size
+    loader = (OriginalLoader(x_tr, y_tr, batch_size, flip=augment, drop_last=drop_last) if protocol == 'original' else
+              InMemoryLoader(x_tr, y_tr, batch_size=batch_size, shuffle=True, seed=seed, flip=augment, drop_last=drop_last))
+    accuracy = lambda pred, y: int((pred == y).sum()) / len(y) if len(y) else float('nan')
     history, best = [], (-1.0, 0, None)
     for epoch in tqdm(range(1, epochs + 1), desc=f'readout {letters}', disable=not progress, leave=False):
-        model.train()
+        net.train()
         loss_sum, correct, total = 0.0, 0, 0
         for xb, yb in loader:
-            logits = model(xb)
+            logits = net(xb)
             loss = F.cross_entropy(logits, yb)
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
             loss_sum += loss.item() * len(yb); correct += (logits.argmax(-1) == yb).sum().item(); total += len(yb)
         sched.step()
-        val_acc = (predict(model, x_val) == y_val).float().mean().item() if len(y_val) else float('nan')
-        history.append({'epoch': epoch, 'train_loss': loss_sum / total, 'train_acc': correct / total, 'val_acc': val_acc})
+        val_acc = accuracy(predict(net, x_val, batch_size), y_val)
+        final_pred = predict(net, x_test, batch_size)
+        if protocol == 'original': draw_loader_seed()  # the original's test DataLoader draws its iterator's base seed
+        history.append({'epoch': epoch, 'train_loss': loss_sum / total, 'train_acc': correct / total, 'val_acc': val_acc,
+                        'test_acc': accuracy(final_pred, y_test)})
         if not len(y_val) or val_acc > best[0]:
-            best = (val_acc, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
-    final_pred = predict(model, x_test)
-    model.load_state_dict(best[2])
-    pred = predict(model, x_test)
-    return {'channels': letters, 'n_channels': x_tr.shape[1], 'params': sum(p.numel() for p in model.parameters()),
-            'seed': seed, 'best_epoch': best[1], 'val_acc': best[0],
-            'test_acc': (pred == y_test).float().mean().item(), 'final_test_acc': (final_pred == y_test).float().mean().item(),
+            best = (val_acc, epoch, {k: v.detach().clone() for k, v in net.state_dict().items()})
+    net.load_state_dict(best[2])
+    pred = predict(net, x_test, batch_size)
+    tests = [h['test_acc'] for h in history]
+    return {'channels': letters, 'model': model, 'protocol': protocol, 'n_channels': x_tr.shape[1],
+            'params': sum(p.numel() for p in net.parameters()), 'seed': seed, 'best_epoch': best[1], 'val_acc': best[0],
+            'test_acc': accuracy(pred, y_test), 'final_test_acc': accuracy(final_pred, y_test),
+            'best_test_acc': max(tests), 'best_test_epoch': tests.index(max(tests)) + 1,
             'per_class': per_class_accuracy(pred, y_test, n_classes), 'time_s': time.time() - t0, 'history': history,
-            'settings': dict(epochs=epochs, batch_size=batch_size, lr=lr, val_fraction=val_fraction, augment=augment,
-                             normalize=normalize, device=str(dev), n_train=len(y_tr), n_val=len(y_val), n_test=len(y_test))}
+            'settings': dict(model=model, protocol=protocol, epochs=epochs, batch_size=batch_size, lr=lr, val_fraction=val_fraction,
+                             augment=augment, normalize=normalize, device=str(dev), n_train=len(y_tr), n_val=len(y_val), n_test=len(y_test))}
 
 # %% ../nbs/05_readout.ipynb #7a7d2612
 DEFAULT_CONFIGS = (('S', 'Eigenvalues (S) only — 4ch'), ('F', 'Friction only — 4ch'), ('E', 'Release error only — 1ch'),
                    ('T', 'Settle only — 4ch'), ('SF', 'S + Friction — 8ch'), ('SE', 'S + Release error — 5ch'),
                    ('SFE', 'S + Friction + Release — 9ch'), ('SFET', 'FULL CONDUIT — 13ch'))
-REFERENCE_RESULTS = (('Chance', 0.100, None), ('Linear probe (friction flat)', 0.243, None), ('Linear probe (S flat)', 0.210, None),
+BASELINE_CONFIGS = (('linear:S', 'Linear probe on S maps'), ('linear:F', 'Linear probe on friction maps'),
+                    ('image_conv:images', 'Conv net on raw images'))
+REFERENCE_RESULTS = (('Linear probe (friction flat)', 0.243, None), ('Linear probe (S flat)', 0.210, None),
                      ('Patchwork + calibrated embeds', 0.480, 530_000), ('Scatter + conv (raw S)', 0.705, 2_900_000),
                      ('CNN condensed (SGD)', 0.747, 730_000))
+SCATTER_CONV = 'Scatter + conv (raw S)' # the reference the original compares its best configuration with
+KIND_CONDUIT, KIND_BASELINE, KIND_ORIGINAL = 'conduit config', 'computed baseline', 'original, CIFAR-10, test-selected'
+
+def parse_config(spec:str, # '[model:]input', e.g. 'SF', 'linear:S' or 'image_conv:images'
+                ) -> tuple[str, str]:
+    "`(model, input)` of a readout configuration; the model is 'conv' unless named."
+    model, _, channels = spec.rpartition(':')
+    model = model or 'conv'
+    if model not in READOUT_MODELS: raise ValueError(f'Unknown model {model!r} in {spec!r}: use one of {list(READOUT_MODELS)}')
+    return model, parse_input(channels)
+
+def config_key(model:str, # a name in `READOUT_MODELS`
+               channels:str, # a parsed input
+              ) -> str:
+    "The canonical name of a configuration: the input alone for the conv readout, else 'model:input'."
+    return channels if model == 'conv' else f'{model}:{channels}'
+
+def readout_kind(model:str, # a name in `READOUT_MODELS`
+                 channels:str, # a parsed input
+                ) -> str:
+    "'conduit config' for the conv readout on conduit maps, 'computed baseline' for anything else."
+    return KIND_CONDUIT if model == 'conv' and channels != IMAGES else KIND_BASELINE
+
+def is_cifar10(dataset:str|None, # a data set name such as 'cifar10', 'CIFAR-10' or 'digits'
+              ) -> bool:
+    "Whether `dataset` names CIFAR-10, the data of the original's reference numbers."
+    return dataset is not None and dataset.lower().replace('-', '') == 'cifar10'
 
 # %% ../nbs/05_readout.ipynb #6216da1c
 def scoreboard_table(records:list[dict], # results of `train_and_eval`, any configs and seeds
-                     configs=DEFAULT_CONFIGS, # (letters, name) pairs, for names and order
+                     configs=DEFAULT_CONFIGS + BASELINE_CONFIGS, # (config, name) pairs, for the names
                      class_names=None, # names of the classes for the per-class columns (default: 0..n-1)
-                     references=REFERENCE_RESULTS, # (name, accuracy, params) rows to append, marked as references
+                     dataset:str|None=None, # the data the maps come from; 'cifar10' adds the original's reference rows
                     ) -> pd.DataFrame:
-    "One row per config: mean ± std over seeds of test accuracy (at best validation) and final accuracy, per-class means."
-    names = {parse_channels(c): n for c, n in configs}
+    "One row per config: mean ± std over seeds of the selected and of the best test accuracy, per-class means; conduit configs first."
+    names = {config_key(*parse_config(c)): n for c, n in configs}
+    df = pd.DataFrame(records)
     rows = []
-    for letters, group in pd.DataFrame(records).groupby('channels', sort=False):
+    for key, group in df.groupby([config_key(m, c) for m, c in zip(df['model'], df['channels'])], sort=False):
+        first = group.iloc[0]
         pc = np.array(group['per_class'].tolist(), dtype=float)
         cls = class_names or [str(i) for i in range(pc.shape[1])]
-        rows.append({'config': letters, 'name': names.get(letters, letters), 'n_channels': int(group['n_channels'].iloc[0]),
-                     'params': int(group['params'].iloc[0]), 'acc_mean': group['test_acc'].mean(), 'acc_std': group['test_acc'].std(ddof=1),
+        rows.append({'config': key, 'name': names.get(key, key), 'kind': readout_kind(first['model'], first['channels']),
+                     'model': first['model'], 'protocol': first['protocol'],
+                     'selected_by': 'best validation' if first['settings']['n_val'] else 'last epoch',
+                     'n_channels': int(first['n_channels']), 'params': int(first['params']),
+                     'acc_mean': group['test_acc'].mean(), 'acc_std': group['test_acc'].std(ddof=1),
+                     'best_test_acc_mean': group['best_test_acc'].mean(), 'best_test_acc_std': group['best_test_acc'].std(ddof=1),
                      'final_acc_mean': group['final_test_acc'].mean(), 'final_acc_std': group['final_test_acc'].std(ddof=1),
-                     'n_seeds': len(group), 'reference': False, **{f'acc_{c}': v for c, v in zip(cls, np.nanmean(pc, axis=0))}})
-    rows.sort(key=lambda r: -r['acc_mean'])
-    rows += [{'config': '', 'name': n, 'n_channels': np.nan, 'params': p if p is not None else np.nan, 'acc_mean': a,
-              'acc_std': np.nan, 'final_acc_mean': np.nan, 'final_acc_std': np.nan, 'n_seeds': np.nan, 'reference': True}
-             for n, a, p in references]
+                     'n_seeds': len(group), 'reference': False, **{f'acc_{c}': v for c, v in zip(cls, pd.DataFrame(pc).mean())}})
+    rows.sort(key=lambda r: (r['kind'] != KIND_CONDUIT, -r['acc_mean']))
+    if is_cifar10(dataset):
+        rows += [{'config': '', 'name': n, 'kind': KIND_ORIGINAL, 'model': '', 'protocol': 'original', 'selected_by': 'best test',
+                  'params': p if p is not None else np.nan, 'best_test_acc_mean': a, 'reference': True} for n, a, p in REFERENCE_RESULTS]
     return pd.DataFrame(rows)
+
+# %% ../nbs/05_readout.ipynb #0dc9c3b1
+def format_scoreboard(board:pd.DataFrame, # from `scoreboard_table` (or scoreboard.csv)
+                     ) -> str:
+    "The scoreboard as text: name, kind, params, the selected and the best test accuracy (mean ± std over seeds, in %), seeds."
+    def pct(m, s): return '—' if pd.isna(m) else f'{100*m:.1f}%' + ('' if pd.isna(s) else f' ± {100*s:.1f}')
+    selected = set(board.loc[board['kind'] != KIND_ORIGINAL, 'selected_by'])
+    at = f"at {selected.pop()}" if len(selected) == 1 else 'at the selected epoch'
+    table = pd.DataFrame({'configuration': board['name'], 'kind': board['kind'],
+                          'params': ['—' if pd.isna(p) else f'{int(p):,}' for p in board['params']],
+                          f'test acc {at}': [pct(m, s) for m, s in zip(board['acc_mean'], board['acc_std'])],
+                          'best test acc (test-selected)': [pct(m, s) for m, s in zip(board['best_test_acc_mean'], board['best_test_acc_std'])],
+                          'seeds': ['—' if pd.isna(n) else str(int(n)) for n in board['n_seeds']]})
+    return table.to_string(index=False)
 
 # %% ../nbs/05_readout.ipynb #dc09ebed
 def conduit_lift(records:list[dict], # results of `train_and_eval`
-                 base:str='S', # the configuration to compare against
+                 base:str='S', # the conduit configuration to compare against
+                 dataset:str|None=None, # the data the maps come from; 'cifar10' adds the comparison with the original's scatter + conv
                 ) -> pd.DataFrame:
-    "Accuracy gain of every config over `base`, paired by seed: mean, std and the seeds used."
-    df = pd.DataFrame(records)[['channels', 'seed', 'test_acc']]
+    "Accuracy gain of every conduit config over `base`, paired by seed: mean, std and the seeds used (and for CIFAR-10 the gap to scatter + conv)."
+    df = pd.DataFrame(records)
+    df = df[[readout_kind(m, c) == KIND_CONDUIT for m, c in zip(df['model'], df['channels'])]]
     base = parse_channels(base)
     wide = df.pivot_table(index='seed', columns='channels', values='test_acc')
     if base not in wide: raise ValueError(f'no results for the base config {base!r}')
     diff = wide.drop(columns=base).sub(wide[base], axis=0)
-    return pd.DataFrame({'lift_mean': diff.mean(), 'lift_std': diff.std(ddof=1), 'n_seeds': diff.count()}).sort_values('lift_mean', ascending=False)
+    lift = pd.DataFrame({'lift_mean': diff.mean(), 'lift_std': diff.std(ddof=1), 'n_seeds': diff.count()})
+    if is_cifar10(dataset):
+        scatter = {n: a for n, a, _ in REFERENCE_RESULTS}[SCATTER_CONV]
+        lift['best_test_vs_scatter_conv'] = df.groupby('channels')['best_test_acc'].mean().reindex(lift.index) - scatter
+    return lift.sort_values('lift_mean', ascending=False)
 
 # %% ../nbs/05_readout.ipynb #ecd7e05d
 @dataclass
 class ReadoutConfig:
-    "One readout run: a channel set, a seed, the training settings and the digest of the maps."
-    channels: str = 'SFET' # channel letters from 'SFTE'
+    "One readout run: an input, a model, a seed, the training settings and the digests of the inputs."
+    channels: str = 'SFET' # channel letters from 'SFTE', or 'images' for the raw images
     seed: int = 0 # seeds the split, the weights and the batch order
+    model: str = 'conv' # 'conv' (SpatialConvClassifier), 'linear' (LinearProbe) or 'image_conv' (ImageConvClassifier)
+    protocol: str = 'validated' # 'validated' (select the epoch on held-out training maps) or 'original' (the original's procedure, test-selected)
     epochs: int = 30 # training epochs (cosine schedule over them)
     batch_size: int = 128 # training batch size
     lr: float = 3e-4 # Adam learning rate
@@ -271,79 +420,107 @@ class ReadoutConfig:
     normalize: bool = True # log + standardise channels with training statistics (False: the original's raw input)
     n_classes: int|None = None # number of classes (None: from the labels)
     maps: str = '' # content digest of the train and test maps (filled in by `run_readout`)
+    images: str = '' # content digest of the train and test images, for the 'images' input (filled in by `run_readout`)
 
     def __post_init__(self):
-        self.channels = parse_channels(self.channels)
-        check_readout_settings(self.epochs, self.batch_size, self.val_fraction, self.lr)
+        self.channels = parse_input(self.channels)
+        check_readout_settings(self.epochs, self.batch_size, self.val_fraction, self.lr, self.model, self.protocol)
+        if self.protocol == 'original': self.val_fraction, self.normalize = 0.0, False
 
 # %% ../nbs/05_readout.ipynb #53bca0d8
 def readout_job(config:ReadoutConfig, # what to train
                 save_dir, # the job's folder (one run has no state to resume inside it)
                 maps:dict, # handle of the {'train', 'test'} maps, from `geoprobe.core.share_input`
+                images:dict|None=None, # handle of the {'train', 'test'} images, for the 'images' input
                 device=None, # where to train (None: best available)
                 progress:bool=False, # per-epoch progress bar
                ) -> dict:
-    "One `train_and_eval` run on shared maps, checked against the config's maps digest."
+    "One `train_and_eval` run on shared maps (and images), checked against the config's digests."
     if maps['digest'] != config.maps: raise StaleStateError(f"maps {maps['digest']} are not the maps {config.maps} this job was made for")
     m = load_input(maps)
-    settings = {k: v for k, v in config_dict(config).items() if k not in ('channels', 'maps')}
-    return train_and_eval(m['train'], m['test'], config.channels, device=device, progress=progress, **settings)
+    train, test = m['train'], m['test']
+    if config.channels == IMAGES:
+        if images is None or images['digest'] != config.images:
+            raise StaleStateError(f"images {images and images['digest']} are not the images {config.images} this job was made for")
+        im = load_input(images)
+        train, test = {**train, IMAGES: im['train']}, {**test, IMAGES: im['test']}
+    settings = {k: v for k, v in config_dict(config).items() if k not in ('channels', 'maps', 'images')}
+    return train_and_eval(train, test, config.channels, device=device, progress=progress, **settings)
 
 # %% ../nbs/05_readout.ipynb #3fdc5d59
-def _record_key(channels, seed): return f'{channels}/seed{seed}'
+def _record_key(model, channels, seed): return f'{config_key(model, channels)}/seed{seed}'
 
 def readout_jobs(train_maps:dict, # conduit maps of the training images
                  test_maps:dict, # conduit maps of the test images
-                 configs, # (letters, name) pairs
+                 configs, # (config, name) pairs, config '[model:]input'
                  seeds, # seeds of every config
-                 folder, # jobs go to folder/{letters}-seed{seed}
-                 engine:str='local', # 'local' or 'ray' (then the maps are also written to folder, for the workers)
+                 folder, # jobs go to folder/{config}-seed{seed} (':' written as '-')
+                 engine:str='local', # 'local' or 'ray' (then the inputs are also written to folder, for the workers)
                  device=None, # where to train (None: best available)
-                 **settings, # `ReadoutConfig` fields: epochs, batch_size, lr, val_fraction, augment, normalize, n_classes
+                 images=None, # (train_images, test_images) in the order of the maps, (N, C, H, W): the 'images' input
+                 **settings, # `ReadoutConfig` fields: protocol, epochs, batch_size, lr, val_fraction, augment, normalize, n_classes
                 ) -> list[Job]:
-    "One `readout_job` per (config, seed), all reading one shared copy of the maps."
-    maps = share_input({'train': train_maps, 'test': test_maps}, to_file=Path(folder) if engine != 'local' else None)
-    return [Job(_record_key(c, s), readout_job, ReadoutConfig(c, s, maps=maps['digest'], **settings), str(Path(folder)/f'{c}-seed{s}'),
-                dict(maps=maps, device=device)) for c, _ in configs for s in seeds]
+    "One `readout_job` per (config, seed), all reading one shared copy of the maps (and of the images)."
+    specs = [parse_config(c) for c, _ in configs]
+    to_file = Path(folder) if engine != 'local' else None
+    maps = share_input({'train': train_maps, 'test': test_maps}, to_file=to_file)
+    imgs = None
+    if any(ch == IMAGES for _, ch in specs):
+        if images is None: raise ValueError("a config reads the raw images ('images'): pass images=(train_images, test_images)")
+        imgs = share_input({'train': images[0], 'test': images[1]}, to_file=to_file)
+    return [Job(_record_key(m, ch, s), readout_job,
+                ReadoutConfig(ch, s, model=m, maps=maps['digest'], images=imgs['digest'] if ch == IMAGES else '', **settings),
+                str(Path(folder)/f"{config_key(m, ch).replace(':', '-')}-seed{s}"),
+                dict(maps=maps, images=imgs if ch == IMAGES else None, device=device)) for m, ch in specs for s in seeds]
 
 # %% ../nbs/05_readout.ipynb #0995b05c
 def _saved_records(jobs_dir) -> dict:
-    "The records of every finished run under `jobs_dir`, by '{channels}/seed{seed}'."
+    "The records of every finished run under `jobs_dir`, by '{config}/seed{seed}'."
     records = {}
     for p in sorted(Path(jobs_dir).glob(f'*/{DONE_FILE}')):
         try: r = load_torch(p)['result']
         except CorruptStateError: continue
-        records[_record_key(r['channels'], r['seed'])] = r
+        records[_record_key(r['model'], r['channels'], r['seed'])] = r
     return records
 
 def run_readout(train_maps:dict, # conduit maps of the training images
                 test_maps:dict, # conduit maps of the test images
-                configs=DEFAULT_CONFIGS, # (letters, name) pairs
+                configs=DEFAULT_CONFIGS, # (config, name) pairs, config '[model:]input'
                 seeds=(0, 1, 2), # one training run per seed and config
                 *, save_dir=None, # folder for jobs/, `readout_records.json` and `scoreboard.csv` (resumes from it); None: a temporary one
                 class_names=None, # class names for the per-class columns
-                verbose:bool=True, # progress over the runs and a line per run
+                dataset:str|None=None, # the data the maps come from: 'cifar10' adds the original's reference rows to the scoreboard
+                baselines:bool=False, # also train `BASELINE_CONFIGS` (linear probes; the conv net on raw images when `images` are given)
+                images=None, # (train_images, test_images), (N, C, H, W) in the order of the maps: the input of the image baseline
+                verbose:bool=True, # progress over the runs, a line per run and the printed scoreboard
                 engine:str='local', # 'local' (one after another here) or 'ray' (parallel workers, see `geoprobe.distributed`)
                 address=None, # with engine='ray': None for a local Ray, 'auto' or 'ray://…' for a cluster
                 device=None, # where to train (None: best available)
-                **settings, # `ReadoutConfig` fields: epochs, batch_size, lr, val_fraction, augment, normalize, n_classes
+                **settings, # `ReadoutConfig` fields: protocol, epochs, batch_size, lr, val_fraction, augment, normalize, n_classes
                ) -> pd.DataFrame:
     "Train every config with every seed as jobs (finished ones are reused when settings and maps match) and return the scoreboard."
-    configs = [(parse_channels(c), n) for c, n in configs]
+    if baselines: configs = [*configs, *((c, n) for c, n in BASELINE_CONFIGS if images is not None or parse_config(c)[1] != IMAGES)]
+    keyed = {}
+    for c, n in configs: keyed.setdefault(config_key(*parse_config(c)), n)
+    configs = list(keyed.items())
     if not configs or not len(seeds): raise ValueError('run_readout needs at least one config and one seed')
     with tempfile.TemporaryDirectory(prefix='geoprobe_readout_') as scratch:
         folder = Path(save_dir) if save_dir is not None else Path(scratch)
         with folder_lock(folder):
-            jobs = readout_jobs(train_maps, test_maps, configs, seeds, folder/'jobs', engine, device, **settings)
-            shared = {k: v for k, v in config_dict(jobs[0].config).items() if k not in ('channels', 'seed')}
+            jobs = readout_jobs(train_maps, test_maps, configs, seeds, folder/'jobs', engine, device, images, **settings)
+            shared = {k: v for k, v in config_dict(jobs[0].config).items() if k not in ('channels', 'seed', 'model', 'images')}
             if load_state(folder/'readout_config.json', shared) is None: save_state({}, folder/'readout_config.json', shared)
             def landed(o):
                 if o['status'] != 'failed' and save_dir is not None:
                     save_json({'records': _saved_records(folder/'jobs')}, folder/'readout_records.json', manifest=make_manifest(config=shared))
             results = job_results(run_jobs(jobs, engine, address=address, on_result=landed, progress=verbose), 'readout runs')
-            board = scoreboard_table(results, configs, class_names)
+            board = scoreboard_table(results, configs, class_names, dataset)
             if save_dir is not None: save_csv(board, folder/'scoreboard.csv', manifest=make_manifest(config=shared))
     if verbose:
         names = dict(configs)
-        for j, r in zip(jobs, results): print(f"  {names[j.config.channels]:<34s} seed {j.config.seed}: test {r['test_acc']:.1%} (best val epoch {r['best_epoch']})")
+        for j, r in zip(jobs, results):
+            print(f"  {names[config_key(r['model'], r['channels'])]:<34s} seed {j.config.seed}: test {r['test_acc']:.1%} "
+                  f"(epoch {r['best_epoch']}, {'best validation' if r['settings']['n_val'] else 'last'}); "
+                  f"best test {r['best_test_acc']:.1%} (epoch {r['best_test_epoch']}, test-selected)")
+        print(format_scoreboard(board))
     return board

@@ -245,10 +245,10 @@ def run_demo(out='geoprobe_demo', # report folder (created; a rerun reuses finis
              progress:bool=True, # progress bars
             ) -> Path:
     "Both experiment families on the embedded digits, with a report; returns the path of report.md."
-    from geoprobe.core import save_json, make_manifest, load_json, load_state, save_state, find_experiment_dirs
+    from geoprobe.core import save_json, make_manifest, load_json, pin_config, find_experiment_dirs
     from geoprobe.readout import conduit_lift
     out, device, s = writable_dir(out), checked_device(device), DEMO_SETTINGS[bool(fast)]
-    if load_state(out/'demo_config.json', {'fast': bool(fast)}) is None: save_state({}, out/'demo_config.json', {'fast': bool(fast)})
+    pin_config(out/'demo_config.json', {'fast': bool(fast)})
     t0 = time.time()
     model, _ = autoencoder('small', out/'svae', device, steps=s['svae_steps'], progress=progress)
     train, test = (image_tensors('digits', split, 64, limit=s['n_train' if split == 'train' else 'n_test']) for split in ('train', 'test'))

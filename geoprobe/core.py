@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #6868d927
 from __future__ import annotations
-import dataclasses, hashlib, importlib, inspect, json, os, platform, random, re, sys, tempfile, time, warnings
+import dataclasses, hashlib, importlib, inspect, json, os, pickle, platform, random, re, sys, tempfile, time, warnings
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -19,8 +19,9 @@ __all__ = ['DRIVE_MOUNT', 'TIMESTAMP_FORMAT', 'LOCK_FILE', 'default_device', 're
            'default_base_dir', 'timestamp', 'find_experiment_dirs', 'experiment_dir', 'atomic_write', 'to_jsonable',
            'make_manifest', 'manifest_path', 'load_manifest', 'save_json', 'save_csv', 'load_csv', 'save_torch',
            'CorruptStateError', 'load_json', 'load_torch', 'object_name', 'import_object', 'config_dict', 'config_diff',
-           'StaleStateError', 'check_config', 'save_state', 'set_aside', 'load_state', 'rng_state', 'restore_rng',
-           'FolderBusyError', 'remove_temp_files', 'folder_lock', 'config_fields', 'share_input', 'load_input']
+           'StaleStateError', 'check_config', 'save_state', 'set_aside', 'load_state', 'pin_config', 'rng_state',
+           'restore_rng', 'FolderBusyError', 'remove_temp_files', 'folder_lock', 'config_fields', 'share_input',
+           'load_input']
 
 # %% ../nbs/00_core.ipynb #4844b496
 def default_device() -> torch.device:
@@ -53,12 +54,17 @@ def set_seed(seed:int, # the seed for python, numpy and torch (CPU and every CUD
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     if torch.cuda.is_available(): torch.cuda.manual_seed_all(seed)
-    if deterministic:
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
-        os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    if deterministic: _use_deterministic_kernels()
     return seed
+
+def _use_deterministic_kernels() -> tuple:
+    "Switch cuDNN and torch to deterministic kernels; returns the settings they had."
+    before = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark, torch.are_deterministic_algorithms_enabled(),
+              torch.is_deterministic_algorithms_warn_only_enabled())
+    os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    return before
 
 # %% ../nbs/00_core.ipynb #dac3abf3
 @contextmanager
@@ -67,11 +73,7 @@ def deterministic_kernels(enabled:bool=True, # False: leave the kernel settings 
     "Within the block, cuDNN and torch use deterministic kernels (as the original W1 cell sets them); restored afterwards."
     if not enabled:
         yield; return
-    before = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark, torch.are_deterministic_algorithms_enabled(),
-              torch.is_deterministic_algorithms_warn_only_enabled())
-    os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
-    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    before = _use_deterministic_kernels()
     try: yield
     finally:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[:2]
@@ -331,7 +333,7 @@ def load_torch(path, # file written by `save_torch` or `torch.save`
     if not path.is_file(): raise FileNotFoundError(f'No such checkpoint/torch file: {path}')
     try: return torch.load(path, map_location=map_location, weights_only=weights_only)
     except (RuntimeError, EOFError, OSError, ValueError, ImportError, AttributeError, IndexError, KeyError, TypeError,
-            __import__('pickle').UnpicklingError) as e:
+            pickle.UnpicklingError) as e:
         raise _corrupt(path, e, 'a torch file') from None
 
 # %% ../nbs/00_core.ipynb #bfd0330f
@@ -416,6 +418,12 @@ def load_state(path, # a file written by `save_state`
         raise StaleStateError(f'{path} holds no config, so it cannot be matched to this run; delete it to start over.')
     check_config(state['config'], config, path)
     return state
+
+def pin_config(path, # the folder's settings file, e.g. `out/'prep_config.json'`
+               config, # the settings every run into the folder must share
+              ):
+    "Record `config` as a folder's settings on its first run; on later runs refuse other settings (`StaleStateError`)."
+    if load_state(path, config) is None: save_state({}, path, config)
 
 # %% ../nbs/00_core.ipynb #ba1a50d1
 def rng_state() -> dict:

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .core import (set_seed, resolve_device, experiment_dir, save_json, load_json, save_torch, load_torch, make_manifest,
-                           object_name, import_object, data_digest, tensor_digest, config_dict, load_state, save_state, share_input,
+                           object_name, import_object, data_digest, tensor_digest, config_dict, load_state, save_state, pin_config, share_input,
                            load_input, folder_lock, rng_state, restore_rng, deterministic_kernels)
 from .data import load_cifar10, cifar10_tensors, IndexedDataset, InMemoryLoader, CIFAR10_MEAN, CIFAR10_STD
 from .distributed import Job, run_jobs, job_results, DONE_FILE
@@ -390,7 +390,7 @@ def prepare_branch_checkpoints(branch:str, # 'ordered' or 'collapse'
         data = w1_data_spec(train_data, test_data, data_root, download, to_file=out/'data' if engine != 'local' else None)
         base = dataclasses.replace(base, seed=0, data=data)
         folder_config = {**config_dict(base), 'seed': None}
-        if load_state(out/'prep_config.json', folder_config) is None: save_state({}, out/'prep_config.json', folder_config)
+        pin_config(out/'prep_config.json', folder_config)
         jobs = [Job(f'{branch}/seed{s}', prepare_branch_seed, dataclasses.replace(base, seed=s), str(out/'jobs'/f'seed{s:02d}'),
                     dict(checkpoint_dir=str(out/'checkpoints'), device=device, num_workers=num_workers, progress=progress and engine == 'local'))
                 for s in seeds]

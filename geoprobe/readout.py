@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .core import (resolve_device, set_seed, save_json, save_csv, load_torch, make_manifest, config_dict, share_input,
-                           load_input, load_state, save_state, folder_lock, StaleStateError, CorruptStateError)
+                           load_input, pin_config, folder_lock, StaleStateError, CorruptStateError)
 from .distributed import Job, run_jobs, job_results, DONE_FILE
 from .data import InMemoryLoader
 
@@ -509,7 +509,7 @@ def run_readout(train_maps:dict, # conduit maps of the training images
         with folder_lock(folder):
             jobs = readout_jobs(train_maps, test_maps, configs, seeds, folder/'jobs', engine, device, images, **settings)
             shared = {k: v for k, v in config_dict(jobs[0].config).items() if k not in ('channels', 'seed', 'model', 'images')}
-            if load_state(folder/'readout_config.json', shared) is None: save_state({}, folder/'readout_config.json', shared)
+            pin_config(folder/'readout_config.json', shared)
             def landed(o):
                 if o['status'] != 'failed' and save_dir is not None:
                     save_json({'records': _saved_records(folder/'jobs')}, folder/'readout_records.json', manifest=make_manifest(config=shared))

@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .core import (set_seed, resolve_device, experiment_dir, find_experiment_dirs, save_json, load_json, save_csv,
-                           tensor_digest, file_digest, data_digest, config_dict, load_state, save_state, check_config, folder_lock, deterministic_kernels, StaleStateError,
+                           tensor_digest, file_digest, data_digest, config_dict, load_state, save_state, pin_config, check_config, folder_lock, deterministic_kernels, StaleStateError,
                            load_torch, make_manifest)
 from .dualgrad import (resnet18_cifar, build_model, model_name, precision_settings, training_state, restore_training_state,
                                inject_label_noise, train_one_epoch_with_logging, evaluate,
@@ -326,7 +326,7 @@ def run_w1(base_dir, # folder holding the prep folders (and, by default, the W1 
             missing = sorted(set(saved['checkpoints']) - {i for i, _ in sweeps})
             if missing: raise FileNotFoundError(f'{out} was started with sweeps {missing}, whose checkpoints are no longer found under '
                                                 f'{base_dir}; restore them, or use another save_dir.')
-        if load_state(out/'W1_config.json', key) is None: save_state({}, out/'W1_config.json', key)
+        pin_config(out/'W1_config.json', key)
         jobs = [Job(i, w1_sweep_job, c, str(out/'sweeps'/i), dict(device=device, num_workers=num_workers, progress=progress and engine == 'local'))
                 for i, c in sweeps]
         landed = {}

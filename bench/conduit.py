@@ -54,17 +54,21 @@ def main():
     ap.add_argument('--batch', type=int, nargs='+', default=[32768])
     ap.add_argument('--n', type=int, default=4)
     ap.add_argument('--reps', type=int, default=10)
+    ap.add_argument('--fused', action='store_true', help='also time FLEighConduit(fused=True) (torch.compile; slow to compile on a CPU)')
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     Ref, why = load_reference()
     print(f'torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, n = {args.n} '
-          f'(geoprobe runs its CPU kernels on FLEighConduit.cpu_threads = {FLEighConduit.cpu_threads} thread(s))')
+          f'(on the CPU geoprobe solves the batch in min(threads, B // {FLEighConduit.min_part}) parts at once, one thread each)')
     print('reference: ' + ('geolip_core FLEighConduit' if Ref else f'not importable ({why})'))
     for B in args.batch:
         A = gram_batch(B, args.n, device)
         ours = FLEighConduit()
         runs = {'geoprobe FLEighConduit': lambda: ours(A), 'torch.linalg.eigh': lambda: torch.linalg.eigh(A)}
+        if args.fused:
+            fused = FLEighConduit(fused=True)
+            runs['geoprobe fused'] = lambda: fused(A)
         if Ref is not None:
             ref = Ref().to(device)
             runs['reference FLEighConduit'] = lambda: ref(A)
@@ -74,7 +78,8 @@ def main():
         print(f'\nB = {B}')
         for k, t in times.items(): print(f'  {k:<26} {t * 1e3:9.2f} ms  {B / t / 1e6:8.2f} M matrices/s')
         g = times['geoprobe FLEighConduit']
-        print(f'  geoprobe vs eigh:      {times["torch.linalg.eigh"] / g:5.2f}x throughput (target >= 1)')
+        print(f'  geoprobe vs eigh:      {times["torch.linalg.eigh"] / g:5.2f}x throughput (target >= 2 on CPU)')
+        if args.fused: print(f'  fused vs eigh:         {times["torch.linalg.eigh"] / times["geoprobe fused"]:5.2f}x throughput (target >= 10 on GPU at B = 1,048,576)')
         if Ref is not None:
             print(f'  geoprobe vs reference: {times["reference FLEighConduit"] / g:5.2f}x throughput (target >= 4)')
         if Ref is not None and B <= 1 << 16:

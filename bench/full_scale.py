@@ -6,12 +6,16 @@
 What it runs, each on random data of the shapes the experiments use (CIFAR-sized uint8 images, a randomly initialised
 Freckles-v40-sized PatchSVAE, 16x16 maps of 13 channels):
 
-1. conduit: `FLEighConduit` vs `torch.linalg.eigh` on B = 32,768 and 1,048,576 Cell-5-like 4x4 Gram matrices;
+0. every `gpu`-flagged notebook test (`nbdev_test --flags gpu` on the notebooks that have one; not in --quick);
+1. conduit: `FLEighConduit` vs `torch.linalg.eigh` on B = 32,768 and 1,048,576 Cell-5-like 4x4 Gram matrices, eager and
+   fused (`FLEighConduit(fused=True)`, torch.compile; on CUDA only, or with --fused), with the fused path's agreement
+   with the eager one (share of rows with identical settle and friction, largest eigenvalue difference);
 2. one ResNet-18 W1 epoch at batch 256 on 50,000 images, four ways: the original W1 cell's two-forward step fed by a
    torchvision-transform DataLoader; geoprobe's step in fp32 with device-resident data; the same with bfloat16
    autocast and channels-last; and plain SGD as the floor;
 3. one readout epoch (`train_and_eval`, full conduit set) on 45,000 maps;
-4. map extraction (`extract_conduit_maps`) of 10,000 64x64 images through the Freckles-v40-sized autoencoder.
+4. map extraction (`extract_conduit_maps`) of 10,000 64x64 images through the Freckles-v40-sized autoencoder, with the
+   eager and (where the conduit is timed fused) the fused conduit.
 
 It prints one table and writes one JSON (`--out`), and projects from the measured rates the wall time of the whole W1
 (3 + 3 preparations of 50/100 epochs, six sweeps of 11 λ x 3 epochs) and of the whole Cell 5 (maps of 60,000 images,
@@ -61,8 +65,16 @@ def gram_batch(n, device, seed=0):
     return ((vt.mT * s.pow(2).unsqueeze(-2)) @ vt).to(device)
 
 
-def bench_conduit(cfg, device, repeats):
-    rows, solver = [], FLEighConduit().to(device)
+def fused_agreement(eager, fused):
+    "How closely the fused path reproduces the eager one: identical settle/friction rows, largest eigenvalue difference."
+    ok = ~(eager.repaired | fused.repaired)
+    same = lambda f: (getattr(eager, f)[ok] == getattr(fused, f)[ok]).all(-1).float().mean().item()
+    return {'settle_rows_identical': same('settle'), 'friction_rows_identical': same('friction'),
+            'max_eigenvalue_diff': (eager.eigenvalues - fused.eigenvalues).abs().max().item()}
+
+
+def bench_conduit(cfg, device, repeats, fused):
+    rows, solver, fast = [], FLEighConduit().to(device), FLEighConduit(fused=True).to(device)
     for b in cfg['conduit_batches']:
         G = gram_batch(b, device)
         packet = solver(G)
@@ -70,8 +82,26 @@ def bench_conduit(cfg, device, repeats):
         err = (packet.eigenvalues.double().sort(-1).values - ref).abs().max().item()
         assert err < 1e-3 * ref.abs().max().item(), f'conduit eigenvalues off by {err}'
         t_c, t_e = timed(lambda: solver(G), device, repeats), timed(lambda: torch.linalg.eigh(G), device, repeats)
-        rows.append({'what': f'conduit B={b:,}', 'geoprobe_s': t_c, 'eigh_s': t_e, 'ratio_vs_eigh': t_e / t_c})
+        row = {'what': f'conduit B={b:,}', 'geoprobe_s': t_c, 'eigh_s': t_e, 'ratio_vs_eigh': t_e / t_c}
+        if fused:
+            t0 = time.perf_counter(); fast(G); sync(device); row['fused_first_call_s'] = time.perf_counter() - t0
+            row['fused_s'] = timed(lambda: fast(G), device, repeats)
+            row['fused_ratio_vs_eigh'] = t_e / row['fused_s']
+            row.update(fused_agreement(packet, fast(G)))
+        rows.append(row)
     return rows
+
+
+def gpu_tests():
+    "Run every library notebook that holds a `gpu`-flagged test, with that flag on, in one parallel nbdev_test call."
+    import re, subprocess
+    root = Path(__file__).resolve().parents[1]
+    names = sorted(p.name for p in (root/'nbs').glob('*.ipynb') if '#| gpu' in p.read_text())
+    t0 = time.perf_counter()
+    r = subprocess.run(['nbdev_test', '--flags', 'gpu', '--path', 'nbs', '--n_workers', str(len(names)), '--skip_folder_re', '.',
+                        '--file_re', '^(' + '|'.join(map(re.escape, names)) + ')$'], cwd=root, capture_output=True, text=True)
+    if r.returncode: print(r.stdout[-3000:], r.stderr[-3000:])
+    return [{'what': f'gpu-flagged tests in {", ".join(names)}', 'seconds': time.perf_counter() - t0, 'passed': float(r.returncode == 0)}]
 
 
 class _RandomUint8(torch.utils.data.Dataset):
@@ -142,14 +172,18 @@ def bench_readout(cfg, device, repeats):
     return [{'what': f'readout epoch (SFET, {n:,} maps, validation and test included)', 'seconds': t}]
 
 
-def bench_maps(cfg, device, repeats):
+def bench_maps(cfg, device, repeats, fused):
     n, g = cfg['map_images'], torch.Generator().manual_seed(0)
     model = PatchSVAE(cfg['svae']).to(device).eval()
     loader = InMemoryLoader(torch.rand(n, 3, 64, 64, generator=g), torch.arange(n) % 10, batch_size=cfg['map_batch'], device=device)
     with torch.no_grad(): forward = timed(lambda: [model(x) for x, _ in loader], device, repeats)
-    t = timed(lambda: extract_conduit_maps(model, loader, progress=False), device, repeats)
-    return [{'what': f'map extraction ({n:,} images, {"Freckles-v40" if cfg["svae"] is FRECKLES_V40_CONFIG else "small"} PatchSVAE)',
-             'seconds': t, 'images_per_s': n / t, 'autoencoder_forward_s': forward, 'share_of_forward_bound': forward / t}]
+    name = f'map extraction ({n:,} images, {"Freckles-v40" if cfg["svae"] is FRECKLES_V40_CONFIG else "small"} PatchSVAE'
+    rows = []
+    for label, conduit in [('', None)] + ([(', fused conduit', FLEighConduit(fused=True))] if fused else []):
+        t = timed(lambda: extract_conduit_maps(model, loader, conduit, progress=False), device, repeats)
+        rows.append({'what': name + label + ')', 'seconds': t, 'images_per_s': n / t, 'autoencoder_forward_s': forward,
+                     'share_of_forward_bound': forward / t})
+    return rows
 
 
 def projection(results, cfg):
@@ -157,7 +191,7 @@ def projection(results, cfg):
     w1 = {r['what'].split(': ', 1)[1]: r['seconds'] * 50_000 / cfg['w1_images'] for r in results['w1']}
     prep_epochs, sweep_epochs = 3 * 50 + 3 * 100, 6 * 11 * 3
     readout_epoch = results['readout'][0]['seconds'] * 45_000 / cfg['readout_maps']
-    maps_s = results['maps'][0]['seconds'] * 60_000 / cfg['map_images']
+    maps_s = min(r['seconds'] for r in results['maps']) * 60_000 / cfg['map_images']   # the faster conduit
     return {'W1 (original step, DataLoader), h': w1['original step, DataLoader (torchvision transforms)'] * (prep_epochs + sweep_epochs) / 3600,
             'W1 (geoprobe: bf16 preparation, fp32 sweeps, device-resident), h':
                 (w1['geoprobe step bf16 + channels-last, device-resident data'] * prep_epochs
@@ -171,12 +205,14 @@ def main():
     ap.add_argument('--quick', action='store_true', help='toy sizes on the CPU (what CI runs)')
     ap.add_argument('--repeats', type=int, default=None, help='timed runs per measurement [3, quick: 1]')
     ap.add_argument('--out', default='full_scale.json', help='JSON file for the results [%(default)s]')
+    ap.add_argument('--fused', action='store_true', help='also time the fused conduit off CUDA (compiles for minutes on a CPU)')
     a = ap.parse_args()
     device = torch.device(a.device or ('cuda' if torch.cuda.is_available() and not a.quick else 'cpu'))
     cfg, repeats = (QUICK if a.quick else FULL), a.repeats or (1 if a.quick else 3)
-    t0 = time.time()
-    results = {'conduit': bench_conduit(cfg, device, repeats), 'w1': bench_w1(cfg, device, repeats),
-               'readout': bench_readout(cfg, device, repeats), 'maps': bench_maps(cfg, device, repeats)}
+    t0, fused = time.time(), a.fused or device.type == 'cuda'
+    results = {'gpu_tests': gpu_tests() if device.type == 'cuda' and not a.quick else [],
+               'conduit': bench_conduit(cfg, device, repeats, fused), 'w1': bench_w1(cfg, device, repeats),
+               'readout': bench_readout(cfg, device, repeats), 'maps': bench_maps(cfg, device, repeats, fused)}
     info = {'device': torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or 'cpu',
             'torch': torch.__version__, 'quick': a.quick, 'repeats': repeats, 'threads': torch.get_num_threads(),
             'projection': projection(results, cfg), 'seconds': round(time.time() - t0, 1)}

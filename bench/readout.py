@@ -1,12 +1,14 @@
 """Cell 5 speed: map extraction, one readout epoch, and the eight-config suite, against the original's code, in one run.
 
-    python bench/readout.py [--n 1024] [--threads 2] [--epochs 3] [--reference PATH]
+    python bench/readout.py [--n 1024] [--threads 2] [--epochs 3] [--config small|freckles]
+                            [--mixed-precision off|decoder|on|all] [--reference PATH] [--reference-svae PATH]
 
 (1) images/s of `extract_conduit_maps` vs the original's per-batch loop (einsum Gram + conduit + .cpu() per batch), on the
-same weights and images. The original used geolip-svae's PatchSVAE and geolip-core's FLEighConduit: pass --reference-svae
-(or GEOLIP_SVAE_PATH) and --reference (or GEOLIP_CORE_PATH) to checkouts of AbstractEyes/geolip-svae and
-AbstractEyes/geolip-core to time the original loop with them; without them the original loop runs on geoprobe's model and
-conduit, and the ratio shows the loop alone.
+same weights and images, for each `mixed_precision` mode (--mixed-precision; 'all': off, decoder and on, the bfloat16 modes
+only where `bf16_supported`), with each mode's deviation from 'off' (`map_deviations`). The original used geolip-svae's
+PatchSVAE and geolip-core's FLEighConduit: pass --reference-svae (or GEOLIP_SVAE_PATH) and --reference (or
+GEOLIP_CORE_PATH) to checkouts of AbstractEyes/geolip-svae and AbstractEyes/geolip-core to time the original loop with
+them; without them the original loop runs on geoprobe's model and conduit, and the ratio shows the loop alone.
 (2) one training epoch of the readout: the original's ConduitDataset + DataLoader(num_workers=4) loop vs `train_and_eval`
 (which also evaluates a validation split every epoch; its set-up and final test passes are counted in), per epoch, on
 the same maps (13 channels).
@@ -17,7 +19,7 @@ import torch, torch.nn.functional as F
 
 from geoprobe.conduit import FLEighConduit
 from geoprobe.data import InMemoryLoader, load_digits_images
-from geoprobe.maps import extract_conduit_maps
+from geoprobe.maps import MIXED_PRECISION, bf16_supported, extract_conduit_maps, map_deviations
 from geoprobe.readout import SpatialConvClassifier, run_readout, train_and_eval
 from geoprobe.svae import FRECKLES_V40_CONFIG, PatchSVAE, extract_patches, small_svae_config
 
@@ -104,6 +106,8 @@ def main():
     ap.add_argument('--reference', default=None, help='path of a geolip-core checkout')
     ap.add_argument('--reference-svae', default=None, help='path of a geolip-svae checkout')
     ap.add_argument('--config', default='small', choices=['small', 'freckles'], help="autoencoder size: geoprobe's small one or Freckles v40 [small]")
+    ap.add_argument('--mixed-precision', default='all', choices=[*MIXED_PRECISION, 'all'],
+                    help="extract_conduit_maps' mixed_precision mode(s) to time; 'all': each one the CPU supports [all]")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     model = PatchSVAE(small_svae_config() if a.config == 'small' else FRECKLES_V40_CONFIG).eval()
@@ -116,10 +120,25 @@ def main():
     loader = InMemoryLoader(x, y, batch_size=128)
     original_extract(ref_model, InMemoryLoader(x[:256], y[:256], batch_size=128), ref)
     t = time.perf_counter(); original_maps = original_extract(ref_model, loader, ref); t_original = time.perf_counter() - t
-    t = time.perf_counter(); maps = extract_conduit_maps(model, loader, progress=False); t_ours = time.perf_counter() - t
-    assert torch.allclose(maps['S'].float(), original_maps['S'].float(), atol=1e-4), 'S maps differ'
+    modes = MIXED_PRECISION if a.mixed_precision == 'all' else (a.mixed_precision,)
+    skipped = [m for m in modes if m != 'off' and a.mixed_precision == 'all' and not bf16_supported('cpu')]
     print(f'(1) extraction, {a.n} images of 64x64, {a.config} PatchSVAE, {a.threads} threads; original loop uses {ref_model_name} and {ref_name}')
-    print(f'    original loop: {a.n / t_original:8.0f} images/s   geoprobe: {a.n / t_ours:8.0f} images/s   ratio {t_original / t_ours:.2f}x')
+    print(f'    original loop:{"":21s} {a.n / t_original:8.0f} images/s')
+    by_mode = {}
+    for mode in (m for m in modes if m not in skipped):
+        extract_conduit_maps(model, InMemoryLoader(x[:128], y[:128], batch_size=128), mixed_precision=mode, progress=False)
+        t = time.perf_counter(); by_mode[mode] = extract_conduit_maps(model, loader, mixed_precision=mode, progress=False)
+        t_ours = time.perf_counter() - t
+        if mode == 'off': assert torch.allclose(by_mode[mode]['S'].float(), original_maps['S'].float(), atol=1e-4), 'S maps differ'
+        line = f"    geoprobe, mixed_precision={mode + ':':8s} {a.n / t_ours:8.0f} images/s   ratio {t_original / t_ours:.2f}x"
+        if 'off' in by_mode and mode != 'off':
+            dev = map_deviations(by_mode['off'], by_mode[mode])
+            line += (f"   vs off: S median rel. err {dev['S: median relative error']:.1e}, log10 friction corr "
+                     f"{dev['log10 friction: correlation']:.3f}, settle equal {dev['settle: fraction equal']:.1%}, "
+                     f"error corr {dev['error: correlation']:.6f}")
+        print(line)
+    for mode in skipped: print(f'    mixed_precision={mode}: skipped, this CPU has no bfloat16 instructions')
+    maps = by_mode.get('off', next(iter(by_mode.values())))
 
     big = {k: v.repeat(*([max(1, 10_000 // len(v))] + [1] * (v.dim() - 1))) for k, v in maps.items()}
     n_maps = len(big['labels'])

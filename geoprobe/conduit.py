@@ -4,17 +4,19 @@
 
 # %% ../nbs/02_conduit.ipynb #492efcb5
 from __future__ import annotations
-import math
+import dataclasses, functools, math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
 from torch import nn, Tensor
 
 # %% auto #0
-__all__ = ['ConduitPacket', 'bl_matmul', 'bl_diag', 'scratch', 'pow2', 'ldexp_exact', 'binary_exponents', 'faddeev_leverrier',
-           'sort_columns', 'starting_guesses', 'horner_monic', 'laguerre_with_telemetry', 'newton_polish',
-           'adjugate_eigenvectors', 'newton_schulz', 'rayleigh_quotients', 'sort_permutation', 'apply_permutation',
-           'canonical_signs', 'check_matrix_batch', 'check_symmetric', 'FLEighConduit']
+__all__ = ['EAGER_NUMERICS', 'ConduitPacket', 'bl_matmul', 'bl_diag', 'scratch', 'pow2', 'ldexp_exact', 'binary_exponents',
+           'faddeev_leverrier', 'sort_columns', 'starting_guesses', 'horner_monic', 'laguerre_with_telemetry',
+           'newton_polish', 'adjugate_eigenvectors', 'newton_schulz', 'rayleigh_quotients', 'sort_permutation',
+           'apply_permutation', 'canonical_signs', 'check_matrix_batch', 'asymmetry', 'check_symmetric', 'path_phases',
+           'fused_phases', 'solver_pool', 'merge_parts', 'FLEighConduit']
 
 # %% ../nbs/02_conduit.ipynb #d4f44bea
 @dataclass
@@ -82,7 +84,7 @@ def ldexp_exact(x:Tensor, # float32 or float64 values
 def binary_exponents(At:Tensor, # (n, n, B) float matrices, batch last
                     ) -> Tensor: # (B,) int32: e with max |A_ij| in [2^(e-1), 2^e); 0 for a zero or non-finite matrix
     "The binary exponent of each matrix's largest entry: `A·2^-e` has its largest entry in [0.5, 1)."
-    amax = At.abs().amax((0, 1))
+    amax = torch.maximum(At.amax((0, 1)), At.amin((0, 1)).neg_())
     return torch.where(torch.isfinite(amax), torch.frexp(amax).exponent, 0)
 
 # %% ../nbs/02_conduit.ipynb #2a155bbf
@@ -321,20 +323,63 @@ def check_matrix_batch(A, # a batch of square matrices
     return A
 
 # %% ../nbs/02_conduit.ipynb #2f27ae42
-def check_symmetric(At:Tensor, # (n, n, B) matrices, batch last, scaled so that their squares cannot overflow
-                    fro:Tensor, # (B,) their Frobenius norms
+def asymmetry(At:Tensor, # (n, n, B) matrices, batch last, scaled so that their squares cannot overflow
+              fro:Tensor, # (B,) their Frobenius norms
+              ws:dict|None=None, # optional workspace (see `scratch`)
+             ) -> Tensor: # (B,) ||A - A^T||_F / ||A||_F (NaN for a zero or non-finite matrix)
+    "How far each matrix is from symmetric, relative to its norm."
+    D = torch.sub(At, At.transpose(0, 1), out=scratch(ws, 'asym', At.shape, At.dtype, At.device))
+    return D.square_().sum((0, 1)).sqrt_().div_(fro)
+
+def check_symmetric(rel:Tensor, # (B,) relative asymmetries from `asymmetry`
                     tol:float, # largest allowed ||A - A^T||_F / ||A||_F
-                    ws:dict|None=None, # optional workspace (see `scratch`)
                    ):
     "A ValueError that counts the matrices of the batch that are not symmetric to within `tol` relative to their norm."
-    D = torch.sub(At, At.transpose(0, 1), out=scratch(ws, 'asym', At.shape, At.dtype, At.device))
-    rel = D.square_().sum((0, 1)).sqrt_().div_(fro)
     bad = rel > tol                                     # NaN (non-finite or zero rows) compares False
     if bad.any():
         first, worst = int(bad.nonzero()[0, 0]), float(rel[bad].max())
-        raise ValueError(f"FLEighConduit needs symmetric matrices: {int(bad.sum())} of {len(fro)} matrices in `A` have "
+        raise ValueError(f"FLEighConduit needs symmetric matrices: {int(bad.sum())} of {len(rel)} matrices in `A` have "
                          f"||A - A^T||_F / ||A||_F above sym_tol = {tol:g} (the first at index {first}, the largest "
                          f"{worst:.2g}). Pass (A + A.mT) / 2 for the symmetric part, or set sym_tol.")
+
+# %% ../nbs/02_conduit.ipynb #4a8ad68f
+def path_phases(At:Tensor, # (n, n, B) matrices scaled by 2^-e, batch last, in the work dtype
+                Ast:Tensor, # (n, n, B) the same scaled to unit RMS entry (the reference's s)
+                laguerre_iters:int, polish_iters:int, ns_iters:int, friction_delta:float, settle_threshold:float,
+                research:bool=False, # also return the Laguerre trajectories
+                ws:dict|None=None, # optional workspace (see `scratch`)
+               ) -> dict: # c, M, lag (the Laguerre dict), lam, V, refres, ev, eres
+    "Phases 2-7 of the path: characteristic polynomial, roots with telemetry, polish, eigenvectors, orthogonalisation, Rayleigh quotients."
+    n, B = Ast.shape[0], Ast.shape[-1]
+    c, M = faddeev_leverrier(scratch(ws, 'Ad', Ast.shape, torch.float64, Ast.device).copy_(Ast), ws)
+    lag = laguerre_with_telemetry(c, starting_guesses(Ast, torch.float64 if n > 6 else torch.float32),
+                                  laguerre_iters, friction_delta, settle_threshold, research)
+    lam = newton_polish(c, lag['roots'], polish_iters, ws)
+    V = adjugate_eigenvectors(M, lam, ws)
+    if At.dtype != torch.float64: V = scratch(ws, 'V0', V.shape, At.dtype, At.device).copy_(V)
+    V, refres = newton_schulz(V, ns_iters, ws)
+    ev, eres = rayleigh_quotients(At, V, ws)
+    return dict(c=c, M=M, lag=lag, lam=lam, V=V, refres=refres, ev=ev, eres=eres)
+
+EAGER_NUMERICS = {'emulate_precision_casts': True, 'eager_numerics.division_rounding': True}
+
+@functools.cache
+def fused_phases():
+    "`path_phases` compiled by torch.compile with Inductor set to eager's float32 numerics (no FMA contraction, IEEE division)."
+    return torch.compile(path_phases, dynamic=True, options=EAGER_NUMERICS)
+
+# %% ../nbs/02_conduit.ipynb #df841ad0
+@functools.cache
+def solver_pool(parts:int) -> ThreadPoolExecutor:
+    "The process's thread pool for solving `parts` parts of a CPU batch at once, each thread on one intra-op thread."
+    return ThreadPoolExecutor(parts, thread_name_prefix='conduit', initializer=torch.set_num_threads, initargs=(1,))
+
+def merge_parts(parts:list) -> tuple[ConduitPacket, Tensor]:
+    "One packet (and relative asymmetries) from the packets of consecutive parts of a batch."
+    pks, rel = zip(*parts)
+    cat = lambda f, dim=0: None if getattr(pks[0], f) is None else torch.cat([getattr(p, f) for p in pks], dim)
+    pk = ConduitPacket(**{f.name: cat(f.name, 1 if f.name == 'mstore' else 0) for f in dataclasses.fields(ConduitPacket)})
+    return pk, torch.cat(rel)
 
 # %% ../nbs/02_conduit.ipynb #447b3e2c
 class FLEighConduit(nn.Module):
@@ -348,31 +393,42 @@ class FLEighConduit(nn.Module):
                  repair:bool=True, # recompute the eigenpairs of rows where the path failed with torch.linalg.eigh
                  repair_tol:float|None=None, # relative residual that triggers a repair (None: 1e-5, 1e-10 for float64)
                  sym_tol:float|None=None, # largest ||A - A^T||_F / ||A||_F accepted (None: as repair_tol's default)
+                 fused:bool=False, # run phases 2-7 through `fused_phases` (torch.compile; meant for GPUs, compiles on first use)
                 ):
         super().__init__()
         self.laguerre_iters, self.polish_iters, self.ns_iters = laguerre_iters, polish_iters, ns_iters
         self.friction_delta, self.settle_threshold, self.research = friction_delta, settle_threshold, research
-        self.repair, self.repair_tol, self.sym_tol = repair, repair_tol, sym_tol
-        self._workspace = {}                                   # CPU scratch buffers reused between calls
+        self.repair, self.repair_tol, self.sym_tol, self.fused = repair, repair_tol, sym_tol, fused
+        self._workspace = {}                                   # CPU scratch buffers reused between calls, one set per part
 
-    cpu_threads = 1   # intra-op threads the solver uses on CPU (None: keep torch's setting)
+    cpu_threads = None   # CPU: solve the batch in this many parts at once, one intra-op thread each (None: torch's thread count)
+    min_part = 4096      # CPU: the smallest part worth a thread of its own
 
     @torch.no_grad()
     def forward(self, A:Tensor, # (B, n, n) symmetric matrices
                ) -> ConduitPacket:
         A = check_matrix_batch(A)
+        if A.device.type != 'cpu': return self._checked(*self._solve(A, None))
         threads = torch.get_num_threads()
-        limit = A.device.type == 'cpu' and self.cpu_threads is not None and self.cpu_threads < threads
-        if limit: torch.set_num_threads(self.cpu_threads)
-        try: return self._solve(A)
-        finally:
-            if limit: torch.set_num_threads(threads)
+        parts = 1 if self.fused else max(1, min(self.cpu_threads or threads, len(A) // self.min_part))
+        torch.set_num_threads(1)
+        def solve(part, chunk):
+            return self._solve(chunk, self._workspace.setdefault(part, {}))
+        try:
+            if parts == 1: return self._checked(*solve(0, A))
+            chunks = A.split(64 * -(-len(A) // (64 * parts)))         # parts start at multiples of 64 rows (vector lanes)
+            return self._checked(*merge_parts(list(solver_pool(parts).map(solve, range(len(chunks)), chunks))))
+        finally: torch.set_num_threads(threads)
 
-    def _solve(self, A:Tensor) -> ConduitPacket:
+    def _checked(self, pk:ConduitPacket, rel:Tensor) -> ConduitPacket:
+        tol = self.sym_tol if self.sym_tol is not None else (1e-10 if pk.eigenvalues.dtype == torch.float64 else 1e-5)
+        check_symmetric(rel, tol)
+        return pk
+
+    def _solve(self, A:Tensor, ws:dict|None) -> tuple[ConduitPacket, Tensor]:
         wd = torch.float64 if A.dtype == torch.float64 else torch.float32
         A = A.to(wd)
         B, n, _ = A.shape
-        ws = self._workspace if A.device.type == 'cpu' else None
         buf = lambda key, dt=wd: scratch(ws, key, (n, n, B), dt, A.device)
         default_tol = 1e-5 if wd == torch.float32 else 1e-10
         At = buf('At').copy_(A.permute(1, 2, 0))
@@ -381,16 +437,12 @@ class FLEighConduit(nn.Module):
         Ap = ldexp_exact(A, -e[:, None, None], out=scratch(ws, 'Ap', (B, n, n), wd, A.device))
         fro = torch.linalg.vector_norm(Ap.reshape(B, n * n), dim=-1)              # (batch first, as the reference)
         nonfinite = ~torch.isfinite(fro)                                           # a NaN/inf entry
-        check_symmetric(At, fro, self.sym_tol if self.sym_tol is not None else default_tol, ws)
+        rel = asymmetry(At, fro, ws)                                               # checked by the caller
         Ast = torch.div(At, (fro / math.sqrt(n)).clamp(min=1e-12), out=buf('Ast'))
-        c, M = faddeev_leverrier(buf('Ad', torch.float64).copy_(Ast), ws)          # phase 2
-        lag = laguerre_with_telemetry(c, starting_guesses(Ast, torch.float64 if n > 6 else torch.float32),
-                                      self.laguerre_iters, self.friction_delta, self.settle_threshold, self.research)
-        lam = newton_polish(c, lag['roots'], self.polish_iters, ws)                 # phase 4
-        V = adjugate_eigenvectors(M, lam, ws)                                       # phase 5
-        if wd != torch.float64: V = buf('V0').copy_(V)
-        V, refres = newton_schulz(V, self.ns_iters, ws)                             # phase 6
-        ev, eres = rayleigh_quotients(At, V, ws)                                    # phase 7, in units of 2^e
+        ph = (fused_phases() if self.fused else path_phases)(At, Ast, self.laguerre_iters, self.polish_iters,  # phases 2-7
+                                                             self.ns_iters, self.friction_delta, self.settle_threshold,
+                                                             self.research, None if self.fused else ws)
+        c, M, lag, lam, V, refres, ev, eres = (ph[k] for k in ('c', 'M', 'lag', 'lam', 'V', 'refres', 'ev', 'eres'))
         tol = self.repair_tol if self.repair_tol is not None else default_tol
         failed = ~(eres <= (tol * fro) ** 2) | ~(refres <= 10 * tol)
         repaired = failed & ~nonfinite if self.repair else torch.zeros_like(failed)
@@ -417,4 +469,4 @@ class FLEighConduit(nn.Module):
         if nonfinite.any():
             for f in ('eigenvalues', 'eigenvectors', 'char_coeffs', 'friction', 'settle', 'refinement_residual'):
                 getattr(pk, f)[nonfinite] = float('nan')
-        return pk
+        return pk, rel

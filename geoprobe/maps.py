@@ -19,8 +19,9 @@ from .svae import extract_patches
 from .plots import save_figure
 
 # %% auto #0
-__all__ = ['MAP_KEYS', 'gram_matrices', 'conduit_maps_batch', 'conduit_settings', 'MapsConfig', 'maps_config',
-           'extract_conduit_maps', 'plot_conduit_maps', 'conduit_maps_viewer']
+__all__ = ['MIXED_PRECISION', 'MAP_KEYS', 'gram_matrices', 'bf16_supported', 'check_mixed_precision', 'conduit_maps_batch',
+           'conduit_settings', 'MapsConfig', 'maps_config', 'extract_conduit_maps', 'map_deviations',
+           'plot_conduit_maps', 'conduit_maps_viewer']
 
 # %% ../nbs/04_maps.ipynb #12aa2f6e
 def gram_matrices(S:torch.Tensor, # singular values (..., D)
@@ -31,21 +32,49 @@ def gram_matrices(S:torch.Tensor, # singular values (..., D)
         raise ValueError(f'S {tuple(S.shape)} and Vt {tuple(Vt.shape)} do not match: expected (..., D) and (..., D, D)')
     return (Vt.mT * S.pow(2).unsqueeze(-2)) @ Vt
 
+# %% ../nbs/04_maps.ipynb #14abb8f0
+MIXED_PRECISION = ('off', 'decoder', 'on')
+
+def bf16_supported(device, # a torch.device or a string such as 'cpu' or 'cuda:0'
+                  ) -> bool:
+    "Whether `device` has bfloat16 arithmetic in hardware: a CUDA GPU of compute capability 8.0+ (or ROCm), a CPU with AVX512-BF16, AMX-BF16 or Arm BF16."
+    device = torch.device(device)
+    if device.type == 'cuda':
+        with torch.cuda.device(device): return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == 'cpu': return any(torch.cpu.get_capabilities().get(k, False) for k in ('avx512_bf16', 'amx_bf16', 'bf16', 'sve_bf16'))
+    return False
+
+def check_mixed_precision(mixed_precision:str, # one of MIXED_PRECISION
+                          device=None, # where the maps are computed; None: check only the value
+                         ):
+    "Refuse an unknown `mixed_precision`, or one other than 'off' on a device without bfloat16 arithmetic."
+    if mixed_precision not in MIXED_PRECISION:
+        raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION} ('off': float32 throughout; 'decoder': the decoder in bfloat16, "
+                         f"only the error map changes; 'on': the whole autoencoder in bfloat16), got {mixed_precision!r}")
+    if mixed_precision != 'off' and device is not None and not bf16_supported(device):
+        raise ValueError(f"mixed_precision={mixed_precision!r} needs bfloat16 arithmetic, which {torch.device(device)} lacks (it is on CUDA GPUs "
+                         f"of compute capability 8.0+ and CPUs with AVX512-BF16, AMX or Arm BF16; elsewhere bfloat16 is emulated, slower "
+                         f"than float32); pass mixed_precision='off' to compute in float32")
+
 # %% ../nbs/04_maps.ipynb #b1f2de56
 def conduit_maps_batch(model:torch.nn.Module, # a PatchSVAE (returns {'recon', 'svd': {'S', 'S_orig', 'Vt', ...}})
                        images:torch.Tensor, # (B, C, H, W) on the model's device
                        conduit:torch.nn.Module, # e.g. FLEighConduit()
                        use_s:str='S', # 'S' (after cross-attention, as the original) or 'S_orig' (before)
+                       mixed_precision:str='off', # 'off' (float32), 'decoder' (the decoder under bfloat16 autocast) or 'on' (the whole autoencoder)
                       ) -> dict:
     "The original cell's per-batch maps: S, friction, settle (B, gh, gw, D) and error (B, gh, gw, 1)."
     if use_s not in ('S', 'S_orig'): raise ValueError(f"use_s must be 'S' or 'S_orig', got {use_s!r}")
-    out = model(images)
-    S, Vt = out['svd'][use_s], out['svd']['Vt']
+    check_mixed_precision(mixed_precision, images.device)
+    decoder = {'decoder_autocast': torch.bfloat16} if mixed_precision == 'decoder' else {}
+    with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=mixed_precision == 'on'):
+        out = model(images, **decoder)
+    S, Vt, recon = (t.to(images.dtype) for t in (out['svd'][use_s], out['svd']['Vt'], out['recon']))
     B, N, D = S.shape
     ps = model.patch_size
     gh, gw = images.shape[-2] // ps, images.shape[-1] // ps
     inp_p = extract_patches(images, ps)[0]
-    rec_p = extract_patches(out['recon'], ps)[0]
+    rec_p = extract_patches(recon, ps)[0]
     packet = conduit(gram_matrices(S, Vt).reshape(B * N, D, D))
     grid = lambda t: t.reshape(B, gh, gw, -1)
     return {'S': grid(S), 'friction': grid(packet.friction), 'settle': grid(packet.settle),
@@ -64,22 +93,26 @@ class MapsConfig:
     conduit_settings: dict = field(default_factory=dict) # its scalar settings (`conduit_settings`)
     use_s: str = 'S' # 'S' (after the cross-attention, as the original) or 'S_orig' (before)
     half: bool = False # S and settle maps stored in float16
+    mixed_precision: str = 'off' # bfloat16 autocast of the autoencoder: 'off' (float32, as the original), 'decoder' (only the error map changes) or 'on'
     n_samples: int|None = None # images in the loader's dataset (None when it has no `dataset`)
     n_batches: int = 0 # batches the loader yields
 
     def __post_init__(self):
         if self.use_s not in ('S', 'S_orig'): raise ValueError(f"use_s must be 'S' or 'S_orig', got {self.use_s!r}")
+        check_mixed_precision(self.mixed_precision)
 
 def maps_config(model:torch.nn.Module, # the autoencoder
                 conduit:torch.nn.Module, # the conduit
                 loader, # the images, in a fixed order
                 use_s:str='S', # 'S' or 'S_orig'
                 half:bool=False, # float16 storage of S and settle
+                mixed_precision:str='off', # 'off', 'decoder' or 'on' (see `conduit_maps_batch`)
                ) -> MapsConfig:
     "The `MapsConfig` of extracting the maps of `loader`'s images with `model` and `conduit`."
     return MapsConfig(model=f'{type(model).__name__}:{tensor_digest(*model.state_dict().values())}',
                       conduit=type(conduit).__name__, conduit_settings=conduit_settings(conduit), use_s=use_s, half=bool(half),
-                      n_samples=len(loader.dataset) if hasattr(loader, 'dataset') else None, n_batches=len(loader))
+                      mixed_precision=mixed_precision, n_samples=len(loader.dataset) if hasattr(loader, 'dataset') else None,
+                      n_batches=len(loader))
 
 # %% ../nbs/04_maps.ipynb #2495f770
 MAP_KEYS = ('S', 'friction', 'settle', 'error', 'labels')
@@ -121,14 +154,16 @@ def extract_conduit_maps(model:torch.nn.Module, # patch autoencoder (PatchSVAE)
                          cache=None, # folder to save maps into and resume from (Drive in Colab)
                          device=None, # None: the model's device
                          half:bool=False, # store S and settle maps in float16
+                         mixed_precision:str='off', # bfloat16 autocast: 'off' (float32), 'decoder' or 'on' (see `conduit_maps_batch`)
                          progress:bool=True, # show a progress bar
                         ) -> dict:
     "Conduit maps of every image: 'S', 'friction', 'settle' (N, gh, gw, D), 'error' (N, gh, gw, 1), 'labels' (N,)."
     _check_fixed_order(loader)
     conduit = conduit if conduit is not None else FLEighConduit()
     dev = resolve_device(device) if device is not None else next(model.parameters()).device
+    check_mixed_precision(mixed_precision, dev)
     model, conduit = model.to(dev).eval(), conduit.to(dev)
-    config = maps_config(model, conduit, loader, use_s, half)
+    config = maps_config(model, conduit, loader, use_s, half, mixed_precision)
     cache = Path(cache) if cache is not None else None
     with folder_lock(cache) if cache is not None else contextlib.nullcontext():
         meta = _open_cache(cache, config) if cache is not None else None
@@ -148,7 +183,7 @@ def extract_conduit_maps(model:torch.nn.Module, # patch autoencoder (PatchSVAE)
                 if saved is not None:
                     parts.append({k: saved[k] for k in MAP_KEYS})
                     continue
-                maps = _store({k: v.cpu() for k, v in conduit_maps_batch(model, images.to(dev), conduit, use_s).items()}, half)
+                maps = _store({k: v.cpu() for k, v in conduit_maps_batch(model, images.to(dev), conduit, use_s, mixed_precision).items()}, half)
                 maps['labels'] = labels.long().cpu()
                 if part is not None: save_state(maps, part, key)
                 parts.append(maps)
@@ -157,6 +192,20 @@ def extract_conduit_maps(model:torch.nn.Module, # patch autoencoder (PatchSVAE)
         maps = {k: torch.cat([p[k] for p in parts]) for k in MAP_KEYS}
         if cache is not None: _finish_cache(cache, maps, config, inputs)
         return maps
+
+# %% ../nbs/04_maps.ipynb #9f95f098
+def map_deviations(ref:dict, # maps to compare against (e.g. mixed_precision='off')
+                   maps:dict, # maps of the same images
+                  ) -> dict:
+    "How far `maps` are from `ref`, map by map: relative and absolute errors, correlations, the share of equal settle steps."
+    tiny = torch.finfo(torch.float32).tiny
+    rel = lambda k: ((maps[k].float() - ref[k].float()).abs() / ref[k].float().abs().clamp_min(tiny)).median().item()
+    corr = lambda a, b: torch.corrcoef(torch.stack([a.flatten().double(), b.flatten().double()]))[0, 1].item()
+    log_f, log_f_ref = (m['friction'].float().clamp_min(tiny).log10() for m in (maps, ref))
+    return {'S: median relative error': rel('S'), 'S: max absolute error': (maps['S'].float() - ref['S'].float()).abs().max().item(),
+            'log10 friction: correlation': corr(log_f, log_f_ref), 'log10 friction: max difference (decades)': (log_f - log_f_ref).abs().max().item(),
+            'settle: fraction equal': (maps['settle'] == ref['settle']).float().mean().item(),
+            'error: median relative error': rel('error'), 'error: correlation': corr(maps['error'], ref['error'])}
 
 # %% ../nbs/04_maps.ipynb #92961e8c
 def plot_conduit_maps(maps:dict, # conduit maps

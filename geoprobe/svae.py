@@ -177,6 +177,7 @@ class PatchSVAE(nn.Module):
         return self.dec_out(h).reshape(B, N, -1)
 
     def forward(self, images:torch.Tensor, # (B, C, H, W), H and W multiples of patch_size
+                decoder_autocast:torch.dtype|None=None, # run the decoder and seam smoothing under autocast to this dtype (e.g. torch.bfloat16); `recon` comes out in it
                ) -> dict:
         "{'recon': (B, C, H, W), 'svd': encode_patches' dict}."
         dtype = next(self.parameters()).dtype
@@ -185,8 +186,9 @@ class PatchSVAE(nn.Module):
             raise TypeError(f'images are {images.dtype} but the model computes in {dtype}: pass {fix}')
         patches, gh, gw = extract_patches(images, self.patch_size, self.channels)
         svd = self.encode_patches(patches)
-        decoded = self.decode_patches(svd['U'], svd['S'], svd['Vt'])
-        recon = self.boundary_smooth(stitch_patches(decoded, gh, gw, self.patch_size, self.channels))
+        with torch.autocast(images.device.type, dtype=decoder_autocast) if decoder_autocast is not None else contextlib.nullcontext():
+            decoded = self.decode_patches(svd['U'], svd['S'], svd['Vt'])
+            recon = self.boundary_smooth(stitch_patches(decoded, gh, gw, self.patch_size, self.channels))
         return {'recon': recon, 'svd': svd}
 
 # %% ../nbs/03_svae.ipynb #cb328597

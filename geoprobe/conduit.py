@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_conduit.ipynb #492efcb5
 from __future__ import annotations
-import dataclasses, functools, math
+import dataclasses, functools, math, os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -370,8 +370,10 @@ def fused_phases():
 
 # %% ../nbs/02_conduit.ipynb #df841ad0
 @functools.cache
-def solver_pool(parts:int) -> ThreadPoolExecutor:
-    "The process's thread pool for solving `parts` parts of a CPU batch at once, each thread on one intra-op thread."
+def solver_pool(parts:int, # threads
+                pid:int, # the process that uses it: a forked child gets a pool of its own (its parent's threads are not copied)
+               ) -> ThreadPoolExecutor:
+    "A thread pool for solving `parts` parts of a CPU batch at once, each thread on one intra-op thread."
     return ThreadPoolExecutor(parts, thread_name_prefix='conduit', initializer=torch.set_num_threads, initargs=(1,))
 
 def merge_parts(parts:list) -> tuple[ConduitPacket, Tensor]:
@@ -417,7 +419,7 @@ class FLEighConduit(nn.Module):
         try:
             if parts == 1: return self._checked(*solve(0, A))
             chunks = A.split(64 * -(-len(A) // (64 * parts)))         # parts start at multiples of 64 rows (vector lanes)
-            return self._checked(*merge_parts(list(solver_pool(parts).map(solve, range(len(chunks)), chunks))))
+            return self._checked(*merge_parts(list(solver_pool(parts, os.getpid()).map(solve, range(len(chunks)), chunks))))
         finally: torch.set_num_threads(threads)
 
     def _checked(self, pk:ConduitPacket, rel:Tensor) -> ConduitPacket:

@@ -98,8 +98,10 @@ def gpu_tests():
     root = Path(__file__).resolve().parents[1]
     names = sorted(p.name for p in (root/'nbs').glob('*.ipynb') if '#| gpu' in p.read_text())
     t0 = time.perf_counter()
-    r = subprocess.run(['nbdev_test', '--flags', 'gpu', '--path', 'nbs', '--n_workers', str(len(names)), '--skip_folder_re', '.',
-                        '--file_re', '^(' + '|'.join(map(re.escape, names)) + ')$'], cwd=root, capture_output=True, text=True)
+    exe = Path(sys.executable).with_name('nbdev_test')                      # the one installed beside this Python
+    cmd = [str(exe) if exe.exists() else 'nbdev_test', '--flags', 'gpu', '--path', 'nbs', '--n_workers', str(len(names)),
+           '--skip_folder_re', '.', '--file_re', '^(' + '|'.join(map(re.escape, names)) + ')$']
+    r = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
     if r.returncode: print(r.stdout[-3000:], r.stderr[-3000:])
     return [{'what': f'gpu-flagged tests in {", ".join(names)}', 'seconds': time.perf_counter() - t0, 'passed': float(r.returncode == 0)}]
 

@@ -282,17 +282,17 @@ def train_and_eval(train_maps:dict, # conduit maps of the training images (origi
     history, best = [], (-1.0, 0, None)
     for epoch in tqdm(range(1, epochs + 1), desc=f'readout {letters}', disable=not progress, leave=False):
         net.train()
-        loss_sum, correct, total = 0.0, 0, 0
+        loss_sum, correct, total = torch.zeros((), dtype=torch.float64, device=dev), torch.zeros((), dtype=torch.long, device=dev), 0
         for xb, yb in loader:
             logits = net(xb)
             loss = F.cross_entropy(logits, yb)
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
-            loss_sum += loss.item() * len(yb); correct += (logits.argmax(-1) == yb).sum().item(); total += len(yb)
+            loss_sum += loss.detach().double() * len(yb); correct += (logits.argmax(-1) == yb).sum(); total += len(yb)   # no host sync per step
         sched.step()
         val_acc = accuracy(predict(net, x_val, batch_size), y_val)
         final_pred = predict(net, x_test, batch_size)
         if protocol == 'original': draw_loader_seed()  # the original's test DataLoader draws its iterator's base seed
-        history.append({'epoch': epoch, 'train_loss': loss_sum / total, 'train_acc': correct / total, 'val_acc': val_acc,
+        history.append({'epoch': epoch, 'train_loss': loss_sum.item() / total, 'train_acc': correct.item() / total, 'val_acc': val_acc,
                         'test_acc': accuracy(final_pred, y_test)})
         if not len(y_val) or val_acc > best[0]:
             best = (val_acc, epoch, {k: v.detach().clone() for k, v in net.state_dict().items()})

@@ -88,15 +88,18 @@ def conduit_readout(model, # a PatchSVAE
                     baselines:bool=True, # also train the computed baselines (linear probes, a conv net on the raw images)
                     device=None, # where to compute
                     mixed_precision:str='off', # bfloat16 autocast of the map extraction: 'off', 'decoder' or 'on' (see `geoprobe.maps.MapsConfig`)
+                    fused_conduit:bool=False, # solve the conduit with `FLEighConduit(fused=True)` (torch.compile; for GPUs)
                     progress:bool=True, # progress bars
                     **train_kwargs, # `run_readout` settings: protocol, epochs, batch_size, lr, engine, ...
                    ) -> tuple[pd.DataFrame, dict]:
     "Cell 5 end to end: cached maps, the readout scoreboard and its figures; returns `(scoreboard, test maps)`."
     from geoprobe.data import InMemoryLoader
+    from geoprobe.conduit import FLEighConduit
     from geoprobe.maps import extract_conduit_maps, plot_conduit_maps
     from geoprobe.readout import DEFAULT_CONFIGS, run_readout
     from geoprobe.plots import plot_scoreboard, plot_per_class
-    maps = {split: extract_conduit_maps(model, InMemoryLoader(*data, batch_size=128), cache=out/f'maps_{split}', device=device,
+    conduit = FLEighConduit(fused=fused_conduit)
+    maps = {split: extract_conduit_maps(model, InMemoryLoader(*data, batch_size=128), conduit, cache=out/f'maps_{split}', device=device,
                                        mixed_precision=mixed_precision, progress=progress)
             for split, data in (('train', train), ('test', test))}
     board = run_readout(maps['train'], maps['test'], configs or DEFAULT_CONFIGS, seeds=tuple(seeds), save_dir=out, class_names=names,
@@ -344,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument('--baselines', action=argparse.BooleanOptionalAction, default=True, help='also train the computed baselines on the same data [%(default)s]')
     add_config_options(r, ReadoutConfig, ['protocol', 'epochs', 'batch_size', 'lr', 'val_fraction', 'augment', 'normalize'], choices={'protocol': PROTOCOLS})
     add_config_options(r, MapsConfig, ['mixed_precision'], choices={'mixed_precision': MIXED_PRECISION})
+    r.add_argument('--fused-conduit', action='store_true', help='solve the conduit with FLEighConduit(fused=True): torch.compile, for GPUs; compiles for about a minute first')
     r.add_argument('--engine', default='local', choices=['local', 'ray'], help='run the readout jobs here or as Ray jobs [%(default)s]')
     r.add_argument('--address', default=None, help="Ray cluster address with --engine ray ('auto' or ray://host:port) [local]")
     r.set_defaults(run=_cmd_readout)
@@ -385,7 +389,7 @@ def _cmd_readout(a):
     with _locked(a):
         model, _ = autoencoder(a.svae, out/'svae', device, steps=a.svae_steps, progress=not a.quiet)
         board, _ = conduit_readout(model, train, test, out, seeds=a.seeds, configs=configs, names=class_names(a.data), dataset=a.data,
-                                   baselines=a.baselines, device=device, mixed_precision=a.mixed_precision, progress=not a.quiet,
+                                   baselines=a.baselines, device=device, mixed_precision=a.mixed_precision, fused_conduit=a.fused_conduit, progress=not a.quiet,
                                    engine=a.engine, address=a.address, **config_options(a, ReadoutConfig))
     if a.quiet: print(format_scoreboard(board))
     print(f'results: {out}')

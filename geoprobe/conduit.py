@@ -422,9 +422,10 @@ class FLEighConduit(nn.Module):
             return self._checked(*merge_parts(list(solver_pool(parts, os.getpid()).map(solve, range(len(chunks)), chunks))))
         finally: torch.set_num_threads(threads)
 
+    def _default_tol(self, dtype:torch.dtype) -> float: return 1e-10 if dtype == torch.float64 else 1e-5
+
     def _checked(self, pk:ConduitPacket, rel:Tensor) -> ConduitPacket:
-        tol = self.sym_tol if self.sym_tol is not None else (1e-10 if pk.eigenvalues.dtype == torch.float64 else 1e-5)
-        check_symmetric(rel, tol)
+        check_symmetric(rel, self.sym_tol if self.sym_tol is not None else self._default_tol(pk.eigenvalues.dtype))
         return pk
 
     def _solve(self, A:Tensor, ws:dict|None) -> tuple[ConduitPacket, Tensor]:
@@ -432,7 +433,6 @@ class FLEighConduit(nn.Module):
         A = A.to(wd)
         B, n, _ = A.shape
         buf = lambda key, dt=wd: scratch(ws, key, (n, n, B), dt, A.device)
-        default_tol = 1e-5 if wd == torch.float32 else 1e-10
         At = buf('At').copy_(A.permute(1, 2, 0))
         e = binary_exponents(At)                                                   # phase 1: exact 2^-e prescale,
         ldexp_exact(At, -e, out=At)                                                # then the reference's s
@@ -445,7 +445,7 @@ class FLEighConduit(nn.Module):
                                                              self.ns_iters, self.friction_delta, self.settle_threshold,
                                                              self.research, None if self.fused else ws)
         c, M, lag, lam, V, refres, ev, eres = (ph[k] for k in ('c', 'M', 'lag', 'lam', 'V', 'refres', 'ev', 'eres'))
-        tol = self.repair_tol if self.repair_tol is not None else default_tol
+        tol = self.repair_tol if self.repair_tol is not None else self._default_tol(wd)
         failed = ~(eres <= (tol * fro) ** 2) | ~(refres <= 10 * tol)
         repaired = failed & ~nonfinite if self.repair else torch.zeros_like(failed)
         rows = repaired.nonzero()[:, 0]

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dualgrad import original_step, plain_step  # the original W1 step, transcribed, shared with bench/dualgrad.py
+from conduit import gram_batch                  # the Cell-5-like Gram matrices bench/conduit.py times
 
 from geoprobe.conduit import FLEighConduit
 from geoprobe.data import CIFAR10_MEAN, CIFAR10_STD, InMemoryLoader, IndexedDataset
@@ -57,14 +58,6 @@ def timed(fn, device, repeats):
     return statistics.median(times)
 
 
-def gram_batch(n, device, seed=0):
-    "Cell-5-like Gram matrices G = Vt^T diag(S^2) Vt of random 4x4 patches."
-    g = torch.Generator().manual_seed(seed)
-    vt = torch.linalg.qr(torch.randn(n, 4, 4, generator=g))[0]
-    s = torch.rand(n, 4, generator=g).sort(-1, descending=True).values * 3
-    return ((vt.mT * s.pow(2).unsqueeze(-2)) @ vt).to(device)
-
-
 def fused_agreement(eager, fused):
     "How closely the fused path reproduces the eager one: identical settle/friction rows, largest eigenvalue difference."
     ok = ~(eager.repaired | fused.repaired)
@@ -76,7 +69,7 @@ def fused_agreement(eager, fused):
 def bench_conduit(cfg, device, repeats, fused):
     rows, solver, fast = [], FLEighConduit().to(device), FLEighConduit(fused=True).to(device)
     for b in cfg['conduit_batches']:
-        G = gram_batch(b, device)
+        G = gram_batch(b, 4, device)
         packet = solver(G)
         ref = torch.linalg.eigvalsh(G.double())
         err = (packet.eigenvalues.double().sort(-1).values - ref).abs().max().item()

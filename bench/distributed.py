@@ -37,7 +37,7 @@ def main():
     w1 = W1Config(noise_rate=0.4, batch_size=128, augment=False, model='small_cnn', epochs_per_lambda=args.epochs_per_lambda, k=16,
                   log_freq=10, lr=0.01)
     (_, sweep), = w1_sweep_configs(w1, [ckpt], [], w1_data_spec((x_tr, y_tr), (x_te, y_te), to_file=tmp/'data'))
-    def jobs(folder): return [Job(f'sweep-{i}', w1_sweep_job, sweep, str(tmp/folder/f'sweep-{i}'), dict(device='cpu')) for i in range(args.jobs)]
+    def jobs(folder): return [Job(f'sweep-{i}', w1_sweep_job, sweep, str(tmp/folder/f'sweep-{i}'), dict(checkpoint_path=str(ckpt), device='cpu')) for i in range(args.jobs)]
 
     print(f'{args.jobs} W1 sweeps (small CNN, {len(y_tr)} digits, 11 λ × {args.epochs_per_lambda} epochs) on {cores} cores, '
           f'torch {torch.__version__}')

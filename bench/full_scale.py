@@ -33,6 +33,7 @@ from dualgrad import original_step, plain_step  # the original W1 step, transcri
 from conduit import gram_batch                  # the Cell-5-like Gram matrices bench/conduit.py times
 
 from geoprobe.conduit import FLEighConduit
+from geoprobe.core import bf16_supported
 from geoprobe.data import CIFAR10_MEAN, CIFAR10_STD, InMemoryLoader, IndexedDataset
 from geoprobe.dualgrad import dual_gradient_step, resnet18_cifar, small_cnn
 from geoprobe.maps import extract_conduit_maps
@@ -134,7 +135,7 @@ def bench_w1(cfg, device, repeats):
                                              pin_memory=device.type == 'cuda', persistent_workers=True)
     resident = InMemoryLoader(x, y, batch_size=bs, shuffle=True, flip=True, crop_padding=4, device=device,
                               normalize=(CIFAR10_MEAN, CIFAR10_STD))
-    amp = torch.bfloat16 if device.type == 'cpu' or torch.cuda.is_bf16_supported() else None
+    amp = torch.bfloat16 if device.type == 'cpu' or bf16_supported(device) else None   # the CPU case exercises the code path (--quick)
     def geoprobe(dtype):
         def step(model, opt, x, noisy_y, clean_y, state):
             entry = dual_gradient_step(model, opt, x, noisy_y, clean_y, 0.5, state, k=16, log_freq=50, autocast_dtype=dtype)
@@ -188,7 +189,8 @@ def projection(results, cfg):
     readout_epoch = results['readout'][0]['seconds'] * 45_000 / cfg['readout_maps']
     maps_s = min(r['seconds'] for r in results['maps']) * 60_000 / cfg['map_images']   # the faster conduit
     return {'W1 (original step, DataLoader), h': w1['original step, DataLoader (torchvision transforms)'] * (prep_epochs + sweep_epochs) / 3600,
-            'W1 (geoprobe: bf16 preparation, fp32 sweeps, device-resident), h':
+            'W1 (geoprobe defaults: fp32, device-resident), h': w1['geoprobe step fp32, device-resident data'] * (prep_epochs + sweep_epochs) / 3600,
+            'W1 (geoprobe, opt-in bf16 + channels-last preparation, fp32 sweeps), h':
                 (w1['geoprobe step bf16 + channels-last, device-resident data'] * prep_epochs
                  + w1['geoprobe step fp32, device-resident data'] * sweep_epochs) / 3600,
             'Cell 5 (maps of 60,000 images + 8 x 3 x 30 readout epochs), h': (maps_s + readout_epoch * 8 * 3 * 30) / 3600}

@@ -19,7 +19,8 @@ import torch, torch.nn.functional as F
 
 from geoprobe.conduit import FLEighConduit
 from geoprobe.data import InMemoryLoader, load_digits_images
-from geoprobe.maps import MIXED_PRECISION, bf16_supported, extract_conduit_maps, map_deviations
+from geoprobe.core import bf16_supported
+from geoprobe.maps import MIXED_PRECISION, extract_conduit_maps, map_deviations
 from geoprobe.readout import SpatialConvClassifier, run_readout, train_and_eval
 from geoprobe.svae import FRECKLES_V40_CONFIG, PatchSVAE, extract_patches, small_svae_config
 

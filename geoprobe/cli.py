@@ -13,9 +13,10 @@ import pandas as pd
 import geoprobe
 
 # %% auto #0
-__all__ = ['DEMO_SETTINGS', 'UsageError', 'writable_dir', 'checked_device', 'image_tensors', 'class_names', 'autoencoder',
-           'conduit_readout', 'w1_experiment', 'w1_effect', 'copy_atomic', 'demo_report', 'run_demo',
-           'add_config_options', 'config_options', 'build_parser', 'main']
+__all__ = ['W1_REACH', 'SWEEP_ONLY', 'DEMO_SETTINGS', 'DEPARTURE_REASONS', 'UsageError', 'writable_dir', 'checked_device',
+           'image_tensors', 'class_names', 'autoencoder', 'conduit_readout', 'stage_settings', 'w1_experiment',
+           'w1_effect', 'demo_departures', 'copy_atomic', 'demo_report', 'run_demo', 'add_config_options',
+           'config_options', 'build_parser', 'main']
 
 # %% ../nbs/10_cli.ipynb #f5ac1b6f
 class UsageError(Exception):
@@ -84,7 +85,7 @@ def conduit_readout(model, # a PatchSVAE
                     *, seeds=(0, 1, 2), # readout seeds
                     configs=None, # readout configs '[model:]input' (None: the original's eight)
                     names=None, # class names
-                    dataset:str|None=None, # 'cifar10' adds the original's reference rows; anything else: none
+                    dataset:str|None=None, # 'cifar10' adds the original's reported figures as reference rows; anything else: none
                     baselines:bool=True, # also train the computed baselines (linear probes, a conv net on the raw images)
                     device=None, # where to compute
                     mixed_precision:str='off', # bfloat16 autocast of the map extraction: 'off', 'decoder' or 'on' (see `geoprobe.maps.MapsConfig`)
@@ -110,55 +111,117 @@ def conduit_readout(model, # a PatchSVAE
     return board, maps['test']
 
 # %% ../nbs/10_cli.ipynb #04264a82
-def w1_experiment(out:Path, # output folder: W1_results.json, W1_geometry.csv, sweeps/, figures/
+W1_REACH = ('train_data', 'test_data', 'device', 'data_root', 'download', 'progress', 'num_workers') # how W1's runs reach their data, not settings
+SWEEP_ONLY = ('lr',) # W1Config fields whose preparation/control namesake means something else (the sweeps' lr is the preparation's × 0.01)
+
+def stage_settings(cls, # a config dataclass: `geoprobe.dualgrad.PrepConfig` or `geoprobe.sweep.ControlConfig`
+                   w1_settings:dict, # W1 settings (`W1Config` fields)
+                  ) -> dict:
+    "The W1 settings that `cls` shares with `W1Config` and means the same by: what `--prepare` and the control inherit from the sweeps."
+    import dataclasses
+    own = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in w1_settings.items() if k in own and k not in SWEEP_ONLY}
+
+def w1_experiment(out:Path, # output folder: W1_results.json, W1_geometry.csv, sweeps/, control/, figures/
                   prep_dir, # folder with (or for) the exp_Ta_prep_* folders
                   *, prepare:dict|None=None, # settings for `prepare_branches` when checkpoints should be made first (None: use existing)
-                  engine:str='local', # 'local' or 'ray': how the preparation seeds and the sweeps run
+                  control:dict|None=None, # settings for `run_geometry_control` (seeds, epochs, ...); None: no control run
+                  engine:str='local', # 'local' or 'ray': how the preparation seeds, the sweeps and the control run
                   address=None, # Ray cluster address (engine='ray')
-                  **w1_kwargs, # for `run_w1`: data, model, λ grid, epochs, ...
+                  **w1_kwargs, # for `run_w1`: data, model, λ grid, epochs, ... (`W1Config` fields and how to reach the data)
                  ) -> pd.DataFrame:
-    "W1 end to end: optional preparation, both sweeps, the geometry table and its figure; returns the table."
-    from geoprobe.dualgrad import prepare_branches
-    from geoprobe.sweep import run_w1, w1_geometry_table
-    from geoprobe.plots import plot_geometry_by_branch
-    shared = ('train_data', 'test_data', 'model', 'model_fn', 'device', 'batch_size', 'data_root', 'download', 'progress', 'noise_rate',
-              'augment', 'num_workers')
-    data = {k: w1_kwargs[k] for k in shared if k in w1_kwargs}
-    if prepare is not None: prepare_branches(prep_dir, engine=engine, address=address, **{**data, **prepare})
+    "W1 end to end: optional preparation, both sweeps, the optional no-history control, the geometry table and its figures; returns the table."
+    from geoprobe.dualgrad import prepare_branches, PrepConfig
+    from geoprobe.sweep import run_w1, w1_geometry_table, ControlConfig, run_geometry_control
+    from geoprobe.plots import plot_geometry_by_branch, plot_error_geometry, w1_verdict
+    if 'model_fn' in w1_kwargs: w1_kwargs['model'] = w1_kwargs.pop('model_fn')
+    reach = {k: w1_kwargs[k] for k in W1_REACH if k in w1_kwargs}
+    settings = {k: v for k, v in w1_kwargs.items() if k not in W1_REACH}
+    if prepare is not None: prepare_branches(prep_dir, engine=engine, address=address, **{**reach, **stage_settings(PrepConfig, settings), **prepare})
     results = run_w1(prep_dir, save_dir=out, engine=engine, address=address, **w1_kwargs)
+    ctl = None
+    if control is not None:
+        ctl = run_geometry_control(out/'control', engine=engine, address=address, **{**reach, **stage_settings(ControlConfig, settings), **control})
     table = w1_geometry_table(results)
     (out/'figures').mkdir(exist_ok=True)
     plot_geometry_by_branch(table, save_path=out/'figures')
+    plot_error_geometry(table, ctl, save_path=out/'figures', verdict=w1_verdict(table, ctl))
     return table
 
 # %% ../nbs/10_cli.ipynb #708e8df3
 def w1_effect(geometry:pd.DataFrame, # the W1 geometry table (one row per seed, branch, λ)
-              prep_errors:dict, # {'ordered': [test error per seed], 'collapse': [...]}, the preparation runs' final errors
+              prep_errors:dict, # {'ordered': [test error per seed], 'collapse': [...]}, the swept checkpoints' errors
+              control:pd.DataFrame|None=None, # the no-history control (W1_control.csv); None: the raw comparison only
              ) -> dict:
-    "Did the demo show the W1 effect? Branch states (public keep rules), c_sv per branch over seeds, the permutation p, a verdict."
+    "What the W1 run shows: branch states (public keep rules), c_sv per branch over seeds, the raw and the beyond-error tests, a three-way outcome."
     from geoprobe.dualgrad import BRANCH_DEFAULTS
-    from geoprobe.plots import geometry_summary
-    row = geometry_summary(geometry, columns=('c_sv_mean',)).loc['c_sv_mean']
-    per_seed = geometry.groupby(['branch', 'seed'])['c_sv_mean'].mean()
-    c_sv = {b: (float(per_seed[f'{b}_{d}'].mean()), float(per_seed[f'{b}_{d}'].std(ddof=1)), int(per_seed[f'{b}_{d}'].size))
-            for b, d in (('ordered', 'up'), ('collapse', 'down'))}
+    from geoprobe.plots import w1_verdict
+    v = w1_verdict(geometry, control)
+    stats = lambda s: (float(s.mean()), float(s.std(ddof=1)) if len(s) > 1 else float('nan'), int(s.size))
+    test = lambda t: None if t is None else {'diff': t['diff'], 'p_value': t['p_value'], 'min_p': t['min_p'], 'n_splits': t['n_splits'],
+                                             **{f'{b}_per_seed': stats(t['per_seed'][f'{b}_{d}']) for b, d in (('ordered', 'up'), ('collapse', 'down'))},
+                                             **{k: t[k] for k in ('rows_in_range', 'rows', 'control_error_range', 'bandwidth') if k in t}}
+    raw = test(v['raw'])
     reached = {b: all(BRANCH_DEFAULTS[b]['keep'](e) for e in errs) and len(errs) > 0 for b, errs in prep_errors.items()}
-    visible = reached['ordered'] and reached['collapse'] and c_sv['ordered'][0] < c_sv['collapse'][0] and row['p_value'] < 0.05
-    return {'prep_errors': prep_errors, 'branch_reached': reached, 'c_sv': c_sv, 'p_value': float(row['p_value']),
-            'n_splits': int(row['n_splits']), 'visible': bool(visible)}
+    return {'prep_errors': prep_errors, 'branch_reached': reached, 'c_sv': {b: raw[f'{b}_per_seed'] for b in ('ordered', 'collapse')},
+            'p_value': raw['p_value'], 'min_p': raw['min_p'], 'n_splits': raw['n_splits'], 'raw': raw, 'beyond_error': test(v['beyond_error']),
+            'control_seeds': None if control is None else int(control['seed'].nunique()), 'outcome': v['outcome'], 'statement': v['statement'],
+            'could_reach_alpha': v['could_reach_alpha'], 'alpha': v['alpha']}
 
 # %% ../nbs/10_cli.ipynb #d4419872
 DEMO_SETTINGS = {
     False: dict(svae_steps=600, n_train=None, n_test=None, readout_seeds=[0, 1, 2], readout_epochs=8,
                 prepare=dict(epochs=50, lr=0.1, k=16, keep_all=False, ordered=dict(seeds=list(range(6)), lam=0.35),
                              collapse=dict(seeds=list(range(8)), lam=0.47)),
+                control=dict(seeds=[0, 1, 2], epochs=50, lr=0.1),
                 w1=dict(model='small_cnn', n_seeds=6, collapse_max_error=0.85, lambda_step=0.04, epochs_per_lambda=3, k=16, log_freq=3,
                         lr=0.001, batch_size=64, noise_rate=0.4, augment=True)),
     True: dict(svae_steps=150, n_train=400, n_test=200, readout_seeds=[0, 1], readout_epochs=3,
                prepare=dict(epochs=4, lr=0.05, keep_all=True, seeds=[0, 1]),
+               control=dict(seeds=[0], epochs=4, lr=0.05, n_points=8, measure_batches=2),
                w1=dict(model='small_cnn', n_seeds=2, collapse_max_error=0.95, lambda_step=0.2, epochs_per_lambda=1, k=4, log_freq=3,
                        lr=0.01, batch_size=64)),
 }
+
+# %% ../nbs/10_cli.ipynb #d7702e27
+DEPARTURE_REASONS = {
+    'data': 'the embedded digits (1,347 training / 450 test images, 8×8 upscaled to 32×32) instead of CIFAR-10: no download, seconds per epoch on a CPU',
+    'model': "a three-block BatchNorm CNN (`small_cnn`) instead of ResNet-18, which takes hours per preparation seed without a GPU",
+    'batch_size': 'batch 64 instead of 256: the digits give 22 steps per epoch at 64, six at 256',
+    'log_freq': 'a geometry log every 3 steps instead of 50: at 22 steps per epoch, logging every 50 steps would leave most λs with no log',
+    'n_seeds': ('six checkpoints per branch instead of three: with 3 + 3 seeds the permutation test cannot reach p < 0.05 '
+                '(its smallest p is 0.1); 4 + 4 is the least that can'),
+    'prep_seeds': ('fewer preparation seeds than the original\'s ten per branch: enough to sweep six per branch, with two spare collapse seeds '
+                   'because not every one collapses (which ones depends on the thread count)'),
+    'collapse_lam': ('collapse prepared at λ = 0.47 instead of 0.60: at 0.60 the small CNN on the digits falls to chance (test error 0.898) in 3 of 4 '
+                     'seeds (one 0.793; measured with the demo\'s other settings), and W1 skips runs at chance'),
+    'collapse_epochs': 'the collapse branch trained 50 epochs instead of 100: 50 reach the collapse state on the digits, and 100 would double the preparation',
+}
+
+def demo_departures(settings:dict, # one of `DEMO_SETTINGS`
+                   ) -> list[str]:
+    "Every W1 setting of the demo that differs from the original's, in words, each with its reason."
+    import dataclasses
+    from geoprobe.sweep import W1Config
+    from geoprobe.dualgrad import BRANCH_DEFAULTS, PrepConfig
+    w1_defaults = {f.name: f.default for f in dataclasses.fields(W1Config)}
+    found = [('data', 'CIFAR-10', 'digits'), *[(k, w1_defaults[k], v) for k, v in settings['w1'].items() if v != w1_defaults[k]]]
+    prep = settings['prepare']
+    for b in ('ordered', 'collapse'):
+        own = {**prep, **prep.get(b, {})}
+        if len(own.get('seeds', range(10))) != 10: found.append(('prep_seeds', 10, f"{b} {len(own['seeds'])}"))
+        if own.get('lam', BRANCH_DEFAULTS[b]['lam']) != BRANCH_DEFAULTS[b]['lam']: found.append((f'{b}_lam', BRANCH_DEFAULTS[b]['lam'], own['lam']))
+        if own.get('epochs', BRANCH_DEFAULTS[b]['epochs']) != BRANCH_DEFAULTS[b]['epochs']: found.append((f'{b}_epochs', BRANCH_DEFAULTS[b]['epochs'], own['epochs']))
+    for k in ('lr', 'k'):
+        if k in prep and prep[k] != getattr(PrepConfig(), k): found.append((f'prep_{k}', getattr(PrepConfig(), k), prep[k]))
+    lines, seen = [], set()
+    for key, original, demo in found:
+        if key not in DEPARTURE_REASONS: raise KeyError(f'the demo departs from the original in {key} ({original} → {demo}) without a reason in DEPARTURE_REASONS')
+        if key in seen: continue
+        seen.add(key)
+        values = [str(d) for k, _, d in found if k == key]
+        lines.append(f"`{key}`: original {original}, demo {', '.join(values)}: {DEPARTURE_REASONS[key]}")
+    return lines
 
 # %% ../nbs/10_cli.ipynb #b4b5bfb7
 def copy_atomic(src, # file to copy
@@ -193,42 +256,55 @@ def _readout_section(board:pd.DataFrame, lift:pd.DataFrame) -> list[str]:
         top = lift.iloc[0]
         text += (f"The largest paired gain over S-only is {top.name}: {top.lift_mean * 100:+.1f} ± {top.lift_std * 100:.1f} percentage points, so "
                  f"adding conduit channels to S {'raises' if top.lift_mean - top.lift_std > 0 else 'does not clearly raise'} accuracy here. ")
-    text += "The original's reference numbers are CIFAR-10 results and are shown only for CIFAR-10 runs, never next to digits."
+    text += ("The original's reported figures (quoted as earlier CIFAR-10 results, selection not stated) are shown only for CIFAR-10 runs, "
+             "never next to digits.")
     return ['## Readout scoreboard', '', '![scoreboard](figures/scoreboard.png)', '', '```', format_scoreboard(board), '```', '', text, '',
             '![per-class accuracy](figures/scoreboard_per_class.png)', '',
             'Per-class accuracy of every configuration (conduit and baselines): which digits each signal separates.', '']
 
-def _w1_section(geometry:pd.DataFrame, effect:dict) -> list[str]:
-    "The report's W1 paragraphs: the branch states reached, the geometry, and a plain verdict."
-    from geoprobe.plots import geometry_summary, format_geometry_summary
+def _w1_section(geometry:pd.DataFrame, effect:dict, control:pd.DataFrame|None, departures:list[str]|None=None) -> list[str]:
+    "The report's W1 paragraphs: branch states, the geometry, the raw and beyond-error comparisons, a three-way verdict, the departures."
+    from geoprobe.plots import geometry_summary, format_geometry_summary, w1_verdict, format_w1_verdict
     from geoprobe.dualgrad import BRANCH_DEFAULTS
+    verdict = w1_verdict(geometry, control)
     errs = lambda b: ', '.join(f'{e:.3f}' for e in effect['prep_errors'][b])
     every = lambda b: effect.get('prepared', effect['prep_errors'])[b]
     prepared = lambda b: ', '.join(f'{e:.3f}' for e in every(b))
     kept = lambda b: f"{sum(BRANCH_DEFAULTS[b]['keep'](e) for e in every(b))} of {len(every(b))}"
-    (co, so, no), (cc, sc, nc) = effect['c_sv']['ordered'], effect['c_sv']['collapse']
-    verdict = ('**The W1 effect is visible at this scale**: the ordered branch reached its state, the collapse branch its, and c_sv is lower '
-               'on the ordered branch, significantly by the permutation test.' if effect['visible'] else
-               '**The W1 effect is not shown at this scale**: ' + '; '.join(
-                   [f"the {b} branch did not reach its state under the public rule" for b, ok in effect['branch_reached'].items() if not ok]
-                   + ([] if co < cc else ['c_sv is not lower on the ordered branch'])
-                   + ([] if effect['p_value'] < 0.05 else [f"p = {effect['p_value']:.3g} is not below 0.05"])) + '.')
-    return ['## W1: gradient geometry by branch', '', '![W1 geometry](figures/W1_geometry_comparison.png)', '',
-            f"Preparation under label noise, every seed: ordered test errors {prepared('ordered')} ({kept('ordered')} below 0.20, the public "
-            f"rule for ordered); collapse {prepared('collapse')} ({kept('collapse')} at or above 0.40, the rule for collapse). The sweeps "
-            f"started from the checkpoints with errors ordered {errs('ordered')}, collapse {errs('collapse')}.", '',
-            format_geometry_summary(geometry_summary(geometry)), '',
-            f"c_sv, the alignment of the noisy-label (structure) and clean-label (value) gradients, per seed averaged over the sweep: ordered "
-            f"{co:.3f} ± {so:.3f} ({no} seeds), collapse {cc:.3f} ± {sc:.3f} ({nc} seeds); permutation test over the per-seed means "
-            f"p = {effect['p_value']:.3g} ({effect['n_splits']} splits). The public CIFAR-10 runs report c_sv ≈ 0.00 on the ordered branch "
-            f"and ≈ 0.25 on the collapse branch.", '', verdict, '']
+    beyond = effect['beyond_error']
+    if beyond is not None:
+        lo, hi = beyond['control_error_range']
+        control_text = (f"The control ({effect['control_seeds']} seeds each of networks trained on the noisy labels only and on the clean labels only, "
+                   f"with no mixing of the two gradients; c_sv measured without training on it at points along the way) covers test errors {lo:.3f}–{hi:.3f}; the residual of a logged λ point is its c_sv minus the control's c_sv at its "
+                   f"error (Gaussian kernel, width {beyond['bandwidth']:g}); {beyond['rows_in_range']['ordered_up']} of {beyond['rows']['ordered_up']} "
+                   f"ordered and {beyond['rows_in_range']['collapse_down']} of {beyond['rows']['collapse_down']} collapse λ points lie inside its range "
+                   f"and count.")
+    else: control_text = 'No control was run, so only the raw comparison is made: it cannot tell a history effect from the errors the branches were selected for.'
+    reached = [f"the {b} branch did not reach its state under the public rule" for b, ok in effect['branch_reached'].items() if not ok]
+    out = ['## W1: gradient geometry by branch', '', '![W1 geometry](figures/W1_geometry_comparison.png)', '',
+           f"Preparation under label noise, every seed: ordered test errors {prepared('ordered')} ({kept('ordered')} below 0.20, the public "
+           f"rule for ordered); collapse {prepared('collapse')} ({kept('collapse')} at or above 0.40, the rule for collapse). The sweeps "
+           f"started from the checkpoints with errors ordered {errs('ordered')}, collapse {errs('collapse')}.", '',
+           'The original\'s summary (each ± is the std over all rows of the branch, every seed and λ together; the test is over per-seed means):', '',
+           format_geometry_summary(geometry_summary(geometry)), '',
+           '## W1: does the branch\'s history shape its geometry?', '', '![c_sv against test error](figures/W1_error_geometry.png)', '',
+           "c_sv (the cosine of the noisy-label and the clean-label gradient) follows how well a network fits, with or without a dual-gradient "
+           "history, and the branches are selected for low and high error, so a raw difference is expected. The second row compares them at "
+           "matched error: " + control_text, '', format_w1_verdict(verdict), '']
+    if reached: out += [f"Note: {'; '.join(reached)}.", '']
+    if departures: out += ['## Where the demo departs from the original W1', '', *[f'- {d}' for d in departures], '']
+    elif departures is None: out += ['This is the `--fast` configuration, a pipeline check: its settings are far from the original W1\'s and its '
+                                     'numbers say nothing about the experiment; run `geoprobe demo` without `--fast` for that.', '']
+    return out
 
 def demo_report(out:Path, # the demo's output folder
                 board:pd.DataFrame, # the readout scoreboard
                 lift:pd.DataFrame, # `conduit_lift` of the readout records
                 geometry:pd.DataFrame, # the W1 geometry table
                 effect:dict, # `w1_effect` of the W1 run
+                control:pd.DataFrame|None, # the W1 control table (W1_control.csv)
                 settings:dict, # what the demo ran with
+                departures:list[str]|None=None, # the demo's departures from the original W1 settings, each with its reason
                ) -> Path:
     "Write `report.md`: each figure with a paragraph that reads its numbers."
     from geoprobe.core import atomic_write
@@ -239,7 +315,7 @@ def demo_report(out:Path, # the demo's output folder
              'Each digit becomes a 16×16 grid of 4×4 patches. Per patch: the singular values S of the autoencoder, the friction and '
              'settle step of the conduit eigensolver on the patch Gram matrix, and the reconstruction error. Friction and error are '
              'shown on a log scale because they span decades.', '',
-             *_readout_section(board, lift), *_w1_section(geometry, effect)]
+             *_readout_section(board, lift), *_w1_section(geometry, effect, control, departures)]
     with atomic_write(out/'report.md') as f: f.write('\n'.join(lines))
     return out/'report.md'
 
@@ -250,7 +326,7 @@ def run_demo(out='geoprobe_demo', # report folder (created; a rerun reuses finis
              progress:bool=True, # progress bars
             ) -> Path:
     "Both experiment families on the embedded digits, with a report; returns the path of report.md."
-    from geoprobe.core import save_json, make_manifest, load_json, pin_config, find_experiment_dirs
+    from geoprobe.core import save_json, make_manifest, load_json, load_csv, pin_config, find_experiment_dirs
     from geoprobe.readout import conduit_lift
     out, device, s = writable_dir(out), checked_device(device), DEMO_SETTINGS[bool(fast)]
     pin_config(out/'demo_config.json', {'fast': bool(fast)})
@@ -263,16 +339,17 @@ def run_demo(out='geoprobe_demo', # report folder (created; a rerun reuses finis
     lift = conduit_lift(list(load_json(out/'readout'/'readout_records.json')['records'].values()))
     w1_data = dict(train_data=image_tensors('digits', 'train', 32, limit=s['n_train']), test_data=image_tensors('digits', 'test', 32),
                    device=device, progress=progress)
-    geometry = w1_experiment(out, out/'prep', prepare=s['prepare'], **s['w1'], **w1_data)
+    geometry = w1_experiment(out, out/'prep', prepare=s['prepare'], control=s['control'], **s['w1'], **w1_data)
     swept = load_json(out/'W1_results.json')
-    effect = w1_effect(geometry, {b: [r['init_error'] for r in swept if r['branch'].startswith(b)] for b in ('ordered', 'collapse')})
+    control = load_csv(out/'control'/'W1_control.csv')
+    effect = w1_effect(geometry, {b: [r['init_error'] for r in swept if r['branch'].startswith(b)] for b in ('ordered', 'collapse')}, control)
     prepared = {b: load_json(find_experiment_dirs(out/'prep', f'exp_Ta_prep_{b}')[-1]/f'{b}_prep_results.json') for b in ('ordered', 'collapse')}
     effect['prepared'] = {b: [round(r['final_error'], 3) for r in recs] for b, recs in prepared.items()}
     for fig in (out/'readout'/'figures').glob('*.png'): copy_atomic(fig, out/'figures'/fig.name)
     settings = {**s, 'fast': bool(fast), 'device': str(device), 'n_train_images': len(train[1]), 'n_test_images': len(test[1])}
     save_json({'settings': settings, 'w1_effect': effect}, out/'demo_settings.json',
               manifest=make_manifest(settings, device=device, seconds=round(time.time() - t0, 1)))
-    return demo_report(out, board, lift, geometry, effect, settings)
+    return demo_report(out, board, lift, geometry, effect, control, settings, None if fast else demo_departures(s))
 
 # %% ../nbs/10_cli.ipynb #a349bd23
 def _option_type(annotation, default):
@@ -302,11 +379,23 @@ def config_options(args:argparse.Namespace, # parsed arguments
     return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
 
 # %% ../nbs/10_cli.ipynb #2e7f97e1
+def _seconds(text):
+    "A number of seconds, 0 or more, for argparse."
+    try: value = float(text)
+    except ValueError: value = float('nan')
+    if not value >= 0: raise argparse.ArgumentTypeError(f'expected a number of seconds, 0 or more, got {text!r}')
+    return value
+
 def _add_common(p, out_default):
     p.add_argument('--out', default=out_default, help='output folder (created; a rerun resumes what it finished) [%(default)s]')
     p.add_argument('--device', default=None, help="'cpu', 'cuda', 'cuda:N' or 'mps' [best available]")
     p.add_argument('--quiet', action='store_true', help='no progress bars')
-    p.add_argument('--wait', type=float, default=0, help='seconds to wait while another run holds the output folder (0: refuse at once) [%(default)s]')
+    p.add_argument('--wait', type=_seconds, default=0, help='seconds to wait while another run holds the output folder (0: refuse at once) [%(default)s]')
+
+def _field_default(cls, name):
+    "The default of field `name` of config dataclass `cls`."
+    import dataclasses
+    return next(f.default for f in dataclasses.fields(cls) if f.name == name)
 
 def _default(fn, name):
     "The default of parameter `name` of library function `fn`."
@@ -317,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     "The argument parser of the `geoprobe` command."
     from geoprobe.readout import ReadoutConfig, PROTOCOLS, run_readout
     from geoprobe.svae import small_svae
-    from geoprobe.sweep import W1Config
+    from geoprobe.sweep import W1Config, ControlConfig
     from geoprobe.dualgrad import MODELS, prepare_branch_checkpoints
     from geoprobe.core import config_fields
     from geoprobe.maps import MapsConfig, MIXED_PRECISION
@@ -364,6 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument('--data-root', default='data', help='CIFAR-10 folder [%(default)s]')
     w.add_argument('--download', action='store_true', help='download CIFAR-10 if missing (needs internet)')
     add_config_options(w, W1Config, [f for f in config_fields(W1Config)], choices={'model': sorted(MODELS)})
+    w.add_argument('--control-seeds', type=int, nargs='*', default=[], help='seeds of the no-history control: networks trained on the noisy or the clean labels only, with c_sv '
+                   'measured along the way, against which the branches are compared at matched error (geoprobe.sweep.run_geometry_control) [none]')
+    w.add_argument('--control-epochs', type=int, default=_field_default(ControlConfig, 'epochs'), help='training epochs of each control run [%(default)s]')
     w.add_argument('--engine', default='local', choices=['local', 'ray'], help='run the preparation seeds and sweeps here or as Ray jobs [%(default)s]')
     w.add_argument('--address', default=None, help="Ray cluster address with --engine ray ('auto' or ray://host:port) [local]")
     w.set_defaults(run=_cmd_sweep)
@@ -383,7 +475,9 @@ def _cmd_demo(a):
 def _cmd_readout(a):
     from geoprobe.readout import parse_config, config_key, format_scoreboard, ReadoutConfig
     out, device = writable_dir(a.out), checked_device(a.device)
-    try: configs = [(config_key(*parse_config(c)), c) for c in a.configs] if a.configs else None
+    try:
+        configs = [(config_key(*parse_config(c)), c) for c in a.configs] if a.configs else None
+        ReadoutConfig(**config_options(a, ReadoutConfig))
     except ValueError as e: raise UsageError(str(e)) from None
     train, test = (image_tensors(a.data, split, 64, a.data_root, a.download) for split in ('train', 'test'))
     with _locked(a):
@@ -405,11 +499,19 @@ def _cmd_sweep(a):
     elif not a.download and not (Path(a.data_root)/'cifar-10-batches-py').is_dir():
         raise UsageError(f'CIFAR-10 not found in {Path(a.data_root)/"cifar-10-batches-py"}: pass --download or --data-root')
     try:
-        with _locked(a): table = w1_experiment(out, a.prep_dir, prepare=dict(seeds=a.prep_seeds) if a.prepare else None, engine=a.engine,
+        control = dict(seeds=a.control_seeds, epochs=a.control_epochs) if a.control_seeds else None
+        with _locked(a): table = w1_experiment(out, a.prep_dir, prepare=dict(seeds=a.prep_seeds) if a.prepare else None, control=control, engine=a.engine,
                                                address=a.address, data_root=a.data_root, download=a.download, device=device,
                                                progress=not a.quiet, **settings, **data)
     except FileNotFoundError as e: raise UsageError(str(e)) from None
     print(table.groupby('branch')[['c_sv_mean', 'c_mc_mean', 'error']].mean().to_string())
+    from geoprobe.core import load_csv
+    from geoprobe.plots import w1_verdict
+    verdict = w1_verdict(table, load_csv(out/'control'/'W1_control.csv') if a.control_seeds else None)
+    beyond = verdict['beyond_error']
+    print(f"raw c_sv difference (ordered − collapse) {verdict['raw']['diff']:+.3f}, p = {verdict['raw']['p_value']:.3g} (smallest reachable {verdict['raw']['min_p']:.3g})"
+          + (f"; beyond error {beyond['diff']:+.3f}, p = {beyond['p_value']:.3g}" if beyond else '; no control (--control-seeds) to test it beyond error'))
+    print(f"verdict: {verdict['statement']}")
     print(f'results: {out}')
     return 0
 

@@ -14,14 +14,14 @@ import pandas as pd
 import torch
 
 # %% auto #0
-__all__ = ['DRIVE_MOUNT', 'TIMESTAMP_FORMAT', 'LOCK_FILE', 'default_device', 'resolve_device', 'set_seed',
-           'deterministic_kernels', 'tensor_digest', 'file_digest', 'data_digest', 'in_colab', 'mount_drive',
-           'default_base_dir', 'timestamp', 'find_experiment_dirs', 'experiment_dir', 'atomic_write', 'to_jsonable',
-           'make_manifest', 'manifest_path', 'load_manifest', 'save_json', 'save_csv', 'load_csv', 'save_torch',
-           'CorruptStateError', 'load_json', 'load_torch', 'object_name', 'import_object', 'config_dict', 'config_diff',
-           'StaleStateError', 'check_config', 'save_state', 'set_aside', 'load_state', 'pin_config', 'rng_state',
-           'restore_rng', 'FolderBusyError', 'remove_temp_files', 'folder_lock', 'config_fields', 'share_input',
-           'load_input']
+__all__ = ['DRIVE_MOUNT', 'TIMESTAMP_FORMAT', 'LOCK_FILE', 'LOCK_GRACE', 'default_device', 'resolve_device', 'bf16_supported',
+           'set_seed', 'deterministic_kernels', 'tensor_digest', 'file_digest', 'data_digest', 'in_colab',
+           'mount_drive', 'default_base_dir', 'timestamp', 'find_experiment_dirs', 'experiment_dir', 'atomic_write',
+           'to_jsonable', 'make_manifest', 'manifest_path', 'load_manifest', 'save_json', 'save_csv', 'load_csv',
+           'save_torch', 'CorruptStateError', 'load_json', 'load_torch', 'object_name', 'import_object', 'config_dict',
+           'config_diff', 'StaleStateError', 'check_config', 'save_state', 'set_aside', 'load_state', 'pin_config',
+           'rng_state', 'restore_rng', 'FolderBusyError', 'remove_temp_files', 'folder_lock', 'config_fields',
+           'share_input', 'load_input']
 
 # %% ../nbs/00_core.ipynb #4844b496
 def default_device() -> torch.device:
@@ -44,6 +44,16 @@ def resolve_device(device=None, # None (best available), a string such as 'cuda:
     if dev.type == 'mps' and not (getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available()):
         raise ValueError(f"Device {device!r} requested but MPS is not available here; use device='cpu'.")
     return dev
+
+# %% ../nbs/00_core.ipynb #7f8dbae6
+def bf16_supported(device, # a torch.device or a string such as 'cpu' or 'cuda:0'
+                  ) -> bool:
+    "Whether `device` has bfloat16 arithmetic in hardware: a CUDA GPU of compute capability 8.0+ (or ROCm), a CPU with AVX512-BF16, AMX-BF16 or Arm BF16."
+    device = torch.device(device)
+    if device.type == 'cuda':
+        with torch.cuda.device(device): return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == 'cpu': return any(torch.cpu.get_capabilities().get(k, False) for k in ('avx512_bf16', 'amx_bf16', 'bf16', 'sve_bf16'))
+    return False
 
 # %% ../nbs/00_core.ipynb #30ff4cd5
 def set_seed(seed:int, # the seed for python, numpy and torch (CPU and every CUDA device)
@@ -233,7 +243,8 @@ def atomic_write(path, # the file to (re)write
 
 # %% ../nbs/00_core.ipynb #e859e347
 def to_jsonable(obj):
-    "Convert numpy/torch scalars and arrays, paths, tuples and sets into JSON-serialisable Python values."
+    "Convert numpy/torch scalars and arrays, pandas Series, paths, tuples and sets into JSON-serialisable Python values."
+    if isinstance(obj, pd.Series): return to_jsonable(obj.to_dict())
     if isinstance(obj, dict): return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple, set)): return [to_jsonable(v) for v in obj]
     if isinstance(obj, torch.Tensor): return to_jsonable(obj.detach().cpu().numpy())
@@ -366,10 +377,11 @@ def _short_repr(v, n=60):
 def config_diff(saved:dict, # the config stored with the saved state
                 current:dict, # the config of this run
                ) -> list[str]:
-    "One line per differing field: 'name: saved X, now Y'."
+    "One line per differing field: 'name: saved X, now Y'; an input described by a content digest (`{'digest', ...}`) compares by that digest alone."
     saved, current = config_dict(saved), config_dict(current)
+    by_content = lambda v: v['digest'] if isinstance(v, dict) and 'digest' in v else v
     return [f'{k}: saved {_short_repr(saved.get(k))}, now {_short_repr(current.get(k))}'
-            for k in sorted(set(saved) | set(current), key=str) if saved.get(k) != current.get(k)]
+            for k in sorted(set(saved) | set(current), key=str) if by_content(saved.get(k)) != by_content(current.get(k))]
 
 # %% ../nbs/00_core.ipynb #009db3d3
 class StaleStateError(ValueError):
@@ -465,9 +477,21 @@ def remove_temp_files(folder, # a folder geoprobe writes into
     return gone
 
 # %% ../nbs/00_core.ipynb #0b1dd63b
+LOCK_GRACE = 2.0 # seconds an unreadable lock file may be the lock of a writer that has created it and not yet written it
+
 def _read_holder(lock):
-    try: return json.loads(lock.read_text())
-    except (OSError, ValueError): return {}
+    "The holder a lock file names, or None when it names none (empty, zero-filled, half-written, not a JSON object, no valid pid)."
+    try: holder = json.loads(lock.read_text())
+    except (OSError, ValueError): return None
+    pid = holder.get('pid') if isinstance(holder, dict) else None
+    return holder if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 else None
+
+def _stale(lock, holder) -> str|None:
+    "Why the lock can be taken over (its writer is dead, or it has named no valid holder for `LOCK_GRACE` seconds), or None."
+    if holder is not None: return None if _pid_alive(holder['pid'], holder.get('host')) else f"the lock of process {holder['pid']}, which is no longer running"
+    try: age = time.time() - lock.stat().st_mtime
+    except FileNotFoundError: return None
+    return f'a lock file that names no valid holder (unreadable, or an impossible pid) for {age:.0f} s' if age >= LOCK_GRACE else None
 
 def _take(lock, me) -> bool:
     try: fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -488,12 +512,14 @@ def folder_lock(folder, # the experiment folder (created if missing)
         try: yield folder
         finally: _HELD[key] -= 1
         return
+    if not wait >= 0: raise ValueError(f'wait must be a number of seconds, 0 or more, got {wait}')
     lock, deadline = folder/LOCK_FILE, time.monotonic() + wait
     me = {'pid': os.getpid(), 'host': platform.node(), 'since': datetime.now().isoformat(timespec='seconds')}
     while not _take(lock, me):
         holder = _read_holder(lock)
-        if holder and not _pid_alive(holder.get('pid'), holder.get('host')):
-            warnings.warn(f"{lock}: taking over the lock of process {holder.get('pid')}, which is no longer running.", stacklevel=3)
+        why = _stale(lock, holder)
+        if why:
+            warnings.warn(f"{lock}: taking over {why}.", stacklevel=3)
             lock.unlink(missing_ok=True); continue
         if time.monotonic() >= deadline:
             who = f"process {holder.get('pid')} on {holder.get('host')} (since {holder.get('since')})" if holder else 'another process'

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_dualgrad.ipynb #d7a3a50b
 from __future__ import annotations
-import dataclasses
+import contextlib, dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,16 +17,16 @@ from tqdm.auto import tqdm
 
 from .core import (set_seed, resolve_device, experiment_dir, save_json, load_json, save_torch, load_torch, make_manifest,
                            object_name, import_object, data_digest, tensor_digest, config_dict, load_state, save_state, pin_config, share_input,
-                           load_input, folder_lock, rng_state, restore_rng, deterministic_kernels)
+                           load_input, folder_lock, rng_state, restore_rng, deterministic_kernels, bf16_supported)
 from .data import load_cifar10, cifar10_tensors, IndexedDataset, InMemoryLoader, CIFAR10_MEAN, CIFAR10_STD
 from .distributed import Job, run_jobs, job_results, DONE_FILE
 
 # %% auto #0
-__all__ = ['MODELS', 'BRANCH_DEFAULTS', 'PREP_STATE', 'resnet18_cifar', 'small_cnn', 'model_name', 'build_model',
-           'inject_label_noise', 'cosine_sim', 'dual_gradient_step', 'precision_settings',
-           'train_one_epoch_with_logging', 'evaluate', 'load_w1_data', 'make_w1_loaders', 'w1_data_spec',
-           'load_w1_spec', 'PrepConfig', 'training_state', 'restore_training_state', 'prepare_branch_seed',
-           'prepare_branch_checkpoints', 'prepare_branches']
+__all__ = ['MODELS', 'PRECISION_CHOICES', 'BRANCH_DEFAULTS', 'PREP_STATE', 'resnet18_cifar', 'small_cnn', 'model_name',
+           'build_model', 'inject_label_noise', 'cosine_sim', 'batchnorm_updates', 'dual_gradient_step',
+           'resolve_precision', 'precision_settings', 'train_one_epoch_with_logging', 'evaluate', 'load_w1_data',
+           'make_w1_loaders', 'w1_data_spec', 'load_w1_spec', 'PrepConfig', 'training_state', 'restore_training_state',
+           'prepare_branch_seed', 'prepare_branch_checkpoints', 'prepare_branches']
 
 # %% ../nbs/06_dualgrad.ipynb #115dbb45
 def resnet18_cifar(num_classes:int=10, # number of output classes
@@ -94,6 +94,23 @@ def _flat(grads): return torch.cat([g.reshape(-1) for g in grads])
 
 def _norm(grads): return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
 
+# %% ../nbs/06_dualgrad.ipynb #81896240
+def _tracking_batchnorms(model): return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats]
+
+@contextlib.contextmanager
+def batchnorm_updates(model:nn.Module, # the network
+                      n:int=2, # how many forward passes on the same batch the running statistics should see (2: the original's step)
+                     ):
+    "Within the block, one training-mode forward pass moves every BatchNorm's running statistics and counter as `n` passes on the same batch would."
+    if n < 1: raise ValueError(f'bn_updates (BatchNorm updates per step) must be at least 1, got {n}')
+    layers = _tracking_batchnorms(model) if n > 1 else []
+    momenta = [m.momentum for m in layers]
+    for m in layers: m.momentum = n / (int(m.num_batches_tracked) + n) if m.momentum is None else 1 - (1 - m.momentum) ** n
+    try: yield
+    finally:
+        for m, momentum in zip(layers, momenta): m.momentum = momentum
+    for m in layers: m.num_batches_tracked.add_(n - 1)
+
 # %% ../nbs/06_dualgrad.ipynb #20215b0c
 def dual_gradient_step(model:nn.Module, # the network, in training mode
                        opt:torch.optim.Optimizer, # optimiser over `model.parameters()` (the original: SGD, momentum 0.9, wd 5e-4)
@@ -105,6 +122,7 @@ def dual_gradient_step(model:nn.Module, # the network, in training mode
                        k:int=16, # refresh the cached value gradient every k steps
                        log_freq:int|None=50, # log geometry every log_freq steps (None or 0: never)
                        autocast_dtype:torch.dtype|None=None, # run the forward pass under autocast in this dtype (e.g. torch.bfloat16)
+                       bn_updates:int=2, # BatchNorm running-statistics updates per step: 2 as the original's two forward passes, 1 as one pass
                       ) -> dict|None:
     "One dual-gradient SGD step with one forward pass; returns the geometry log entry on log steps, else None."
     if not 0 <= lam <= 1: raise ValueError(f'lambda must be in [0, 1], got {lam}')
@@ -113,7 +131,7 @@ def dual_gradient_step(model:nn.Module, # the network, in training mode
     step = state['step']
     refresh = state['gv'] is None or step % k == 0
     log = bool(log_freq) and step % log_freq == 0
-    with torch.autocast(x.device.type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
+    with torch.autocast(x.device.type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None), batchnorm_updates(model, bn_updates):
         logits = model(x)
     logits = logits.float()
     loss_s = F.cross_entropy(logits, noisy_y)
@@ -142,17 +160,25 @@ def dual_gradient_step(model:nn.Module, # the network, in training mode
     return entry
 
 # %% ../nbs/06_dualgrad.ipynb #d70d01ab
-def precision_settings(mixed_precision:str, # 'auto', 'on' (bfloat16 autocast) or 'off'
-                       channels_last:str, # 'auto', 'on' or 'off'
+PRECISION_CHOICES = ('off', 'on', 'auto') # values of W1's `mixed_precision` and `channels_last`
+
+def resolve_precision(mixed_precision:str, # 'off' (float32, the original's), 'on' (bfloat16 autocast) or 'auto' (on where `bf16_supported`)
+                      channels_last:str, # 'off' (the original's memory format), 'on' or 'auto' (with mixed precision's rule)
+                      device, # the device that will train
+                     ) -> tuple[str, str]:
+    "The settings that run on `device`: `(mixed_precision, channels_last)`, each 'on' or 'off'."
+    for name, v in (('mixed_precision', mixed_precision), ('channels_last', channels_last)):
+        if v not in PRECISION_CHOICES: raise ValueError(f"{name} must be 'off', 'on' or 'auto', got {v!r}")
+    fast = 'on' if bf16_supported(device) else 'off'
+    return tuple(fast if v == 'auto' else v for v in (mixed_precision, channels_last))
+
+def precision_settings(mixed_precision:str, # 'off', 'on' or 'auto' (see `resolve_precision`)
+                       channels_last:str, # 'off', 'on' or 'auto'
                        device, # the device that will train
                       ) -> tuple[torch.dtype|None, bool]:
     "`(autocast dtype or None, channels_last)` for a device."
-    for name, v in (('mixed_precision', mixed_precision), ('channels_last', channels_last)):
-        if v not in ('auto', 'on', 'off'): raise ValueError(f"{name} must be 'auto', 'on' or 'off', got {v!r}")
-    dev = torch.device(device)
-    fast = dev.type == 'cuda' and torch.cuda.is_bf16_supported()
-    amp = mixed_precision == 'on' or (mixed_precision == 'auto' and fast)
-    return (torch.bfloat16 if amp else None), channels_last == 'on' or (channels_last == 'auto' and fast)
+    amp, cl = resolve_precision(mixed_precision, channels_last, device)
+    return (torch.bfloat16 if amp == 'on' else None), cl == 'on'
 
 # %% ../nbs/06_dualgrad.ipynb #659aa25c
 def train_one_epoch_with_logging(model:nn.Module, # the network
@@ -167,6 +193,7 @@ def train_one_epoch_with_logging(model:nn.Module, # the network
                                  device=None, # where the model lives (None: where `clean_t` is)
                                  autocast_dtype:torch.dtype|None=None, # mixed precision of the forward pass (None: full precision)
                                  channels_last:bool=False, # feed the batches in channels-last memory format (for a channels-last model)
+                                 bn_updates:int=2, # BatchNorm updates per step (2: the original's two forward passes; see `dual_gradient_step`)
                                 ) -> list[dict]:
     "One epoch of dual-gradient training; returns the geometry log entries."
     device = clean_t.device if device is None else resolve_device(device)
@@ -175,7 +202,8 @@ def train_one_epoch_with_logging(model:nn.Module, # the network
     for x, _, idx in train_loader:
         x, idx = x.to(device, non_blocking=True), idx.to(device)
         if channels_last: x = x.contiguous(memory_format=torch.channels_last)
-        entry = dual_gradient_step(model, opt, x, noisy_t[idx], clean_t[idx], lam, state, k=k, log_freq=log_freq, autocast_dtype=autocast_dtype)
+        entry = dual_gradient_step(model, opt, x, noisy_t[idx], clean_t[idx], lam, state, k=k, log_freq=log_freq, autocast_dtype=autocast_dtype,
+                                   bn_updates=bn_updates)
         if entry is not None: logs.append(entry)
     return logs
 
@@ -275,8 +303,9 @@ class PrepConfig:
     model: str = 'resnet18' # 'resnet18', 'small_cnn' or 'package.module:function'
     keep_all: bool = False # save the checkpoint even if the run did not reach the branch's state
     deterministic: bool = True # deterministic cuDNN/torch kernels, as the original (False: faster on a GPU, not repeatable there)
-    mixed_precision: str = 'auto' # bfloat16 autocast of the forward pass: 'auto' (on where CUDA supports bf16), 'on' or 'off'
-    channels_last: str = 'auto' # channels-last network and batches: 'auto' (with mixed precision's rule), 'on' or 'off'
+    mixed_precision: str = 'off' # bfloat16 autocast of the forward pass: 'off' (float32, the original's), 'on', or 'auto' (on where bf16 is in hardware)
+    channels_last: str = 'off' # channels-last network and batches: 'off' (the original's), 'on', or 'auto' (with mixed precision's rule)
+    bn_updates: int = 2 # BatchNorm running-statistics updates per step: 2 as the original's two forward passes, 1 as one pass
     data: dict|None = None # W1 data spec with its digest (`w1_data_spec`; filled in by `prepare_branch_checkpoints`)
 
     def __post_init__(self):
@@ -288,7 +317,8 @@ class PrepConfig:
         if self.epochs < 1: raise ValueError(f'epochs must be at least 1, got {self.epochs}')
         if self.milestones is None: self.milestones = tuple(int(round(f * self.epochs)) for f in d['milestones'])
         self.milestones, self.model = tuple(self.milestones), model_name(self.model)
-        precision_settings(self.mixed_precision, self.channels_last, 'cpu')
+        resolve_precision(self.mixed_precision, self.channels_last, 'cpu')
+        if self.bn_updates < 1: raise ValueError(f'bn_updates must be at least 1, got {self.bn_updates}')
 
 # %% ../nbs/06_dualgrad.ipynb #f8e15a2d
 def training_state(model:nn.Module, # the network
@@ -345,7 +375,7 @@ def prepare_branch_seed(config:PrepConfig, # what to train
     with deterministic_kernels(config.deterministic):
         for ep in tqdm(range(start, config.epochs), desc=f'{config.branch} seed {config.seed}', leave=False, disable=not progress):
             train_one_epoch_with_logging(model, train_loader, opt, clean_t, noisy_t, config.lam, state, k=config.k, log_freq=None, device=device,
-                                         autocast_dtype=amp, channels_last=channels_last)
+                                         autocast_dtype=amp, channels_last=channels_last, bn_updates=config.bn_updates)
             sched.step()
             if (ep + 1) % 10 == 0 or ep + 1 == config.epochs:
                 trajectory.append({'epoch': ep + 1, 'error': 1 - evaluate(model, test_loader, device)})
@@ -385,6 +415,7 @@ def prepare_branch_checkpoints(branch:str, # 'ordered' or 'collapse'
     if 'epochs' in settings and 'milestones' not in settings: settings['milestones'] = None
     base = dataclasses.replace(config, **settings) if config is not None else PrepConfig(branch, **settings)
     if base.branch != branch: raise ValueError(f'config is for the {base.branch} branch, not {branch}')
+    base = dataclasses.replace(base, **dict(zip(('mixed_precision', 'channels_last'), resolve_precision(base.mixed_precision, base.channels_last, resolve_device(device)))))
     out = experiment_dir(base_dir, f'exp_Ta_prep_{branch}', resume=resume, verbose=progress)
     with folder_lock(out):
         data = w1_data_spec(train_data, test_data, data_root, download, to_file=out/'data' if engine != 'local' else None)

@@ -12,14 +12,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .core import (check_config, config_dict, load_state, load_torch, make_manifest, resolve_device, save_state, save_torch,
-                           tensor_digest, folder_lock, set_aside, CorruptStateError)
+from .core import (check_config, config_dict, load_json, load_state, load_torch, make_manifest, resolve_device, save_state, save_torch,
+                           tensor_digest, folder_lock, set_aside, bf16_supported, CorruptStateError, StaleStateError)
 from .conduit import FLEighConduit
 from .svae import extract_patches
 from .plots import save_figure
 
 # %% auto #0
-__all__ = ['MIXED_PRECISION', 'MAP_KEYS', 'gram_matrices', 'bf16_supported', 'check_mixed_precision', 'conduit_maps_batch',
+__all__ = ['MIXED_PRECISION', 'MAPS_FORMAT', 'MAP_KEYS', 'gram_matrices', 'check_mixed_precision', 'conduit_maps_batch',
            'conduit_settings', 'MapsConfig', 'maps_config', 'extract_conduit_maps', 'map_deviations',
            'plot_conduit_maps', 'conduit_maps_viewer']
 
@@ -34,15 +34,6 @@ def gram_matrices(S:torch.Tensor, # singular values (..., D)
 
 # %% ../nbs/04_maps.ipynb #14abb8f0
 MIXED_PRECISION = ('off', 'decoder', 'on')
-
-def bf16_supported(device, # a torch.device or a string such as 'cpu' or 'cuda:0'
-                  ) -> bool:
-    "Whether `device` has bfloat16 arithmetic in hardware: a CUDA GPU of compute capability 8.0+ (or ROCm), a CPU with AVX512-BF16, AMX-BF16 or Arm BF16."
-    device = torch.device(device)
-    if device.type == 'cuda':
-        with torch.cuda.device(device): return torch.cuda.is_bf16_supported(including_emulation=False)
-    if device.type == 'cpu': return any(torch.cpu.get_capabilities().get(k, False) for k in ('avx512_bf16', 'amx_bf16', 'bf16', 'sve_bf16'))
-    return False
 
 def check_mixed_precision(mixed_precision:str, # one of MIXED_PRECISION
                           device=None, # where the maps are computed; None: check only the value
@@ -63,7 +54,7 @@ def conduit_maps_batch(model:torch.nn.Module, # a PatchSVAE (returns {'recon', '
                        use_s:str='S', # 'S' (after cross-attention, as the original) or 'S_orig' (before)
                        mixed_precision:str='off', # 'off' (float32), 'decoder' (the decoder under bfloat16 autocast) or 'on' (the whole autoencoder)
                       ) -> dict:
-    "The original cell's per-batch maps: S, friction, settle (B, gh, gw, D) and error (B, gh, gw, 1)."
+    "The original cell's per-batch maps: S, friction, settle (B, gh, gw, D), error (B, gh, gw, 1); and repaired (B, gh, gw), the patches the conduit repaired."
     if use_s not in ('S', 'S_orig'): raise ValueError(f"use_s must be 'S' or 'S_orig', got {use_s!r}")
     check_mixed_precision(mixed_precision, images.device)
     decoder = {'decoder_autocast': torch.bfloat16} if mixed_precision == 'decoder' else {}
@@ -78,12 +69,14 @@ def conduit_maps_batch(model:torch.nn.Module, # a PatchSVAE (returns {'recon', '
     packet = conduit(gram_matrices(S, Vt).reshape(B * N, D, D))
     grid = lambda t: t.reshape(B, gh, gw, -1)
     return {'S': grid(S), 'friction': grid(packet.friction), 'settle': grid(packet.settle),
-            'error': grid((inp_p - rec_p).pow(2).mean(dim=-1))}
+            'error': grid((inp_p - rec_p).pow(2).mean(dim=-1)), 'repaired': packet.repaired.reshape(B, gh, gw)}
 
 # %% ../nbs/04_maps.ipynb #14ffbc27
 def conduit_settings(conduit:torch.nn.Module) -> dict:
     "The scalar settings of a conduit module (its iteration counts and thresholds)."
     return {k: v for k, v in sorted(vars(conduit).items()) if not k.startswith('_') and isinstance(v, (bool, int, float, str))}
+
+MAPS_FORMAT = 2 # what a map cache holds: 1 the original's maps (no `format` recorded), 2 also the 'repaired' map
 
 @dataclass
 class MapsConfig:
@@ -96,6 +89,7 @@ class MapsConfig:
     mixed_precision: str = 'off' # bfloat16 autocast of the autoencoder: 'off' (float32, as the original), 'decoder' (only the error map changes) or 'on'
     n_samples: int|None = None # images in the loader's dataset (None when it has no `dataset`)
     n_batches: int = 0 # batches the loader yields
+    format: int = MAPS_FORMAT # the maps' format (`MAPS_FORMAT`); a cache in another format is refused
 
     def __post_init__(self):
         if self.use_s not in ('S', 'S_orig'): raise ValueError(f"use_s must be 'S' or 'S_orig', got {self.use_s!r}")
@@ -115,7 +109,7 @@ def maps_config(model:torch.nn.Module, # the autoencoder
                       n_batches=len(loader))
 
 # %% ../nbs/04_maps.ipynb #2495f770
-MAP_KEYS = ('S', 'friction', 'settle', 'error', 'labels')
+MAP_KEYS = ('S', 'friction', 'settle', 'error', 'repaired', 'labels')
 
 def _check_fixed_order(loader):
     sampler = getattr(loader, 'sampler', None)
@@ -128,8 +122,14 @@ def _store(maps, half):
 
 # %% ../nbs/04_maps.ipynb #afefa2f8
 def _open_cache(cache:Path, config:MapsConfig) -> dict:
-    "The cache's record in meta.json, with its maps when complete (refused when made with other settings); a new, empty one for a new or damaged cache."
-    meta = load_state(cache/'meta.json', config, recompute=True)
+    "The cache's record in meta.json, with its maps when complete (refused when made with other settings or in another format); a new, empty one for a new or damaged cache."
+    try: meta = load_state(cache/'meta.json', config, recompute=True)
+    except StaleStateError:
+        saved = load_json(cache/'meta.json')
+        found = saved['config'].get('format', 1) if isinstance(saved, dict) and isinstance(saved.get('config'), dict) else config.format
+        if found == config.format: raise
+        raise StaleStateError(f"{cache} holds conduit maps in format {found}, and this geoprobe reads and writes format {config.format} (format 2 "
+                              f"added the 'repaired' map); delete the folder {cache} to compute the maps again, or use another folder.") from None
     if meta is not None and meta['complete']:
         try: meta['maps'] = load_torch(cache/'maps.pt')
         except (CorruptStateError, FileNotFoundError) as e:
@@ -157,7 +157,7 @@ def extract_conduit_maps(model:torch.nn.Module, # patch autoencoder (PatchSVAE)
                          mixed_precision:str='off', # bfloat16 autocast: 'off' (float32), 'decoder' or 'on' (see `conduit_maps_batch`)
                          progress:bool=True, # show a progress bar
                         ) -> dict:
-    "Conduit maps of every image: 'S', 'friction', 'settle' (N, gh, gw, D), 'error' (N, gh, gw, 1), 'labels' (N,)."
+    "Conduit maps of every image: 'S', 'friction', 'settle' (N, gh, gw, D), 'error' (N, gh, gw, 1), 'repaired' (N, gh, gw) bool, 'labels' (N,)."
     _check_fixed_order(loader)
     conduit = conduit if conduit is not None else FLEighConduit()
     dev = resolve_device(device) if device is not None else next(model.parameters()).device
@@ -214,8 +214,9 @@ def plot_conduit_maps(maps:dict, # conduit maps
                       mode:int=0, # which of the D spectral modes to show for S, friction and settle
                       save_path=None, # write a PNG here (a file, or a folder such as `figures/`)
                      ):
-    "A grid of image | S | log10 friction | settle | error for a few images; returns the Figure."
+    "A grid of image | S | log10 friction | settle | error for a few images, repaired patches outlined on friction; returns the Figure."
     from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
     cols = (['image'] if images is not None else []) + ['S', 'friction', 'settle', 'error']
     fig = Figure(figsize=(2.3 * len(cols), 2.2 * len(indices)), layout='constrained')
     axs = np.atleast_2d(fig.subplots(len(indices), len(cols), squeeze=False))
@@ -228,7 +229,10 @@ def plot_conduit_maps(maps:dict, # conduit maps
                 m = m.log10() if name in ('friction', 'error') else m
                 im = ax.imshow(m, cmap={'S': 'viridis', 'friction': 'magma', 'settle': 'cividis', 'error': 'inferno'}[name])
                 fig.colorbar(im, ax=ax, shrink=0.8)
-            if r == 0: ax.set_title({'image': 'image', 'S': f'S[{mode}]', 'friction': f'log10 friction[{mode}]',
+            if name == 'friction' and 'repaired' in maps:
+                for y, x in maps['repaired'][i].nonzero().tolist():
+                    ax.add_patch(Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, edgecolor='cyan', lw=1))
+            if r == 0: ax.set_title({'image': 'image', 'S': f'S[{mode}]', 'friction': f'log10 friction[{mode}]' + ('\n(cyan □: repaired)' if 'repaired' in maps else ''),
                                      'settle': f'settle[{mode}]', 'error': 'log10 error'}[name], fontsize=9)
         axs[r, 0].set_ylabel(f"#{i}, label {int(maps['labels'][i])}")
     if save_path is not None: save_figure(fig, save_path, 'conduit_maps.png', dpi=120)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_plots.ipynb #9484c6e5
 from __future__ import annotations
-import itertools, math
+import itertools, math, textwrap
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +16,11 @@ from matplotlib.patches import Patch
 from .core import atomic_write
 
 # %% auto #0
-__all__ = ['DISPLAY_DPI', 'BRANCH_STYLES', 'GEOMETRY_COLUMNS', 'SCOREBOARD_COLUMNS', 'KIND_COLORS', 'save_figure',
-           'geometry_branches', 'branch_style', 'seed_spread', 'plot_geometry_by_branch', 'permutation_test',
-           'geometry_summary', 'format_geometry_summary', 'class_columns', 'plot_scoreboard', 'plot_per_class']
+__all__ = ['DISPLAY_DPI', 'BRANCH_STYLES', 'GEOMETRY_COLUMNS', 'W1_OUTCOMES', 'SCOREBOARD_COLUMNS', 'KIND_COLORS', 'save_figure',
+           'geometry_branches', 'branch_style', 'seed_spread', 'plot_geometry_by_branch', 'smallest_p',
+           'permutation_test', 'geometry_summary', 'format_geometry_summary', 'control_curve', 'geometry_beyond_error',
+           'w1_verdict', 'format_w1_verdict', 'plot_error_geometry', 'class_columns', 'plot_scoreboard',
+           'plot_per_class']
 
 # %% ../nbs/08_plots.ipynb #7684efd8
 DISPLAY_DPI = 80 # dots per inch of the figures built here, i.e. their size in a notebook; files are written at `save_figure`'s dpi
@@ -132,15 +134,24 @@ def plot_geometry_by_branch(geometry_df:pd.DataFrame, # W1 geometry table (W1_ge
     return fig
 
 # %% ../nbs/08_plots.ipynb #0dea8a69
+def smallest_p(n_a:int, # values in group A (e.g. seeds of the ordered branch)
+               n_b:int, # values in group B
+               n_permutations:int=10_000, # the permutation budget of `permutation_test`
+              ) -> float:
+    "The smallest two-sided p `permutation_test` can report for groups of these sizes: the most extreme split and, for equal sizes, its mirror."
+    total = math.comb(n_a + n_b, n_a)
+    exact_floor = (2 if n_a == n_b else 1) / total
+    return exact_floor if total <= n_permutations else max(exact_floor, 1 / (n_permutations + 1))
+
 def permutation_test(a, # values of group A (e.g. per-seed means of the ordered branch); NaNs are dropped
                      b, # values of group B
                      n_permutations:int=10_000, # enumerate every split when there are at most this many, else draw this many
                      seed:int=0, # random seed for the Monte Carlo case
                     ) -> dict:
-    "Two-sided permutation test of mean(a) − mean(b): `diff`, `p_value`, `n_splits` (all possible splits) and `exact`."
+    "Two-sided permutation test of mean(a) − mean(b): `diff`, `p_value`, `n_splits` (all possible splits), `exact` and `min_p` (the smallest p these group sizes can give)."
     a, b = np.asarray(a, float).ravel(), np.asarray(b, float).ravel()
     a, b = a[np.isfinite(a)], b[np.isfinite(b)]
-    if len(a) == 0 or len(b) == 0: return dict(diff=np.nan, p_value=np.nan, n_splits=0, exact=False)
+    if len(a) == 0 or len(b) == 0: return dict(diff=np.nan, p_value=np.nan, n_splits=0, exact=False, min_p=np.nan)
     pooled, k = np.concatenate([a, b]), len(a)
     n, total = len(pooled), math.comb(len(pooled), len(a))
     exact = total <= n_permutations
@@ -151,7 +162,7 @@ def permutation_test(a, # values of group A (e.g. per-seed means of the ordered 
     obs = a.mean() - b.mean()
     hits = np.count_nonzero(np.abs(diffs) >= abs(obs) - 1e-10*max(1.0, abs(obs)))
     p = hits/total if exact else (hits + 1)/(n_permutations + 1)
-    return dict(diff=float(obs), p_value=float(p), n_splits=total, exact=bool(exact))
+    return dict(diff=float(obs), p_value=float(p), n_splits=total, exact=bool(exact), min_p=smallest_p(len(a), len(b), n_permutations))
 
 # %% ../nbs/08_plots.ipynb #cbb186c1
 def geometry_summary(geometry_df:pd.DataFrame, # W1 geometry table, one row per (seed, branch, λ)
@@ -196,6 +207,134 @@ def format_geometry_summary(summary:pd.DataFrame, # the output of `geometry_summ
             p = f"{r['p_value']:.3g} ({'exact, ' if r['exact'] else ''}{int(r['n_splits'])} splits{'' if r['exact'] else ', sampled'})"
         lines.append(f'| {metric} | ' + ' | '.join(cells) + f' | {diff} | {p} |')
     return '\n'.join(lines)
+
+# %% ../nbs/08_plots.ipynb #db3a57ee
+def control_curve(control:pd.DataFrame, # the control's table (W1_control.csv): columns `error` and `c_sv`
+                  bandwidth:float=0.05, # width (std) of the Gaussian kernel, in units of test error
+                  column:str='c_sv', # the control column to predict
+                 ):
+    "A function error ↦ the control's kernel-smoothed `column` at that error; NaN where no control point lies within one bandwidth."
+    _require(control, ['error', column], 'control', 'pass the control table geoprobe.sweep.run_geometry_control writes (W1_control.csv).')
+    pts = control[['error', column]].dropna().to_numpy(float)
+    if len(pts) < 2: raise ValueError(f'the control has {len(pts)} usable point(s); it needs at least 2 to predict {column} from the error.')
+    def predict(error):
+        e = np.asarray(error, float)
+        d = e[..., None] - pts[:, 0]
+        w = np.exp(-0.5*(d/bandwidth)**2)
+        with np.errstate(invalid='ignore', divide='ignore'): out = (w * pts[:, 1]).sum(-1) / w.sum(-1)
+        supported = np.isfinite(e) & (np.abs(np.nan_to_num(d, nan=np.inf)).min(-1) <= bandwidth)
+        return np.where(supported, out, np.nan)
+    return predict
+
+def geometry_beyond_error(geometry_df:pd.DataFrame, # W1 geometry table, one row per (seed, branch, λ)
+                          control:pd.DataFrame, # the control's table (W1_control.csv)
+                          bandwidth:float=0.05, # kernel width of `control_curve`
+                         ) -> pd.DataFrame:
+    "The geometry table with `c_sv_expected` (the control's c_sv at each row's error, NaN where the control has no point near) and `c_sv_residual` (c_sv_mean − expected)."
+    _require(geometry_df, ['seed', 'branch', 'error', 'c_sv_mean'], 'geometry_df', _GEOMETRY_FIX)
+    expected = control_curve(control, bandwidth)(geometry_df['error'].to_numpy(float))
+    return geometry_df.assign(c_sv_expected=expected, c_sv_residual=geometry_df['c_sv_mean'].to_numpy(float) - expected)
+
+# %% ../nbs/08_plots.ipynb #9c2d1e72
+W1_OUTCOMES = {
+    'beyond_error': 'the branches differ beyond what their errors predict',
+    'as_error_predicts': 'the branches differ as their errors predict (no difference beyond error)',
+    'no_difference': 'no difference between the branches',
+    'not_tested_beyond_error': 'the branches differ in raw c_sv, and whether they differ beyond their errors could not be tested',
+}
+
+def _per_seed(df, column, branch):
+    rows = df[df['branch'].astype(str) == branch]
+    return rows.groupby('seed')[column].mean().dropna()
+
+def w1_verdict(geometry_df:pd.DataFrame, # W1 geometry table, one row per (seed, branch, λ)
+               control:pd.DataFrame|None, # the control's table (W1_control.csv); None: the raw test only
+               alpha:float=0.05, # significance level of both tests
+               bandwidth:float=0.05, # kernel width of `control_curve`
+               branches=('ordered_up', 'collapse_down'), # the two branches, in the order of the differences
+              ) -> dict:
+    "The raw and the beyond-error comparison of c_sv between the branches, with their smallest reachable p, and a three-way outcome."
+    a, b = branches
+    raw = {'per_seed': {br: _per_seed(geometry_df, 'c_sv_mean', br) for br in branches}}
+    raw.update(permutation_test(raw['per_seed'][a], raw['per_seed'][b]))
+    out = {'alpha': alpha, 'branches': list(branches), 'raw': raw, 'beyond_error': None}
+    if control is not None:
+        beyond = geometry_beyond_error(geometry_df, control, bandwidth)
+        res = {'per_seed': {br: _per_seed(beyond, 'c_sv_residual', br) for br in branches}, 'bandwidth': bandwidth,
+               'rows_in_range': {br: int(beyond.loc[beyond['branch'].astype(str) == br, 'c_sv_residual'].notna().sum()) for br in branches},
+               'rows': {br: int((beyond['branch'].astype(str) == br).sum()) for br in branches},
+               'control_error_range': [float(control['error'].min()), float(control['error'].max())]}
+        res.update(permutation_test(res['per_seed'][a], res['per_seed'][b]))
+        out['beyond_error'] = res
+    significant = lambda t: t is not None and np.isfinite(t['p_value']) and t['p_value'] < alpha
+    untestable = out['beyond_error'] is not None and not np.isfinite(out['beyond_error']['p_value'])
+    out['outcome'] = ('beyond_error' if significant(out['beyond_error']) else 'no_difference' if not significant(raw)
+                      else 'not_tested_beyond_error' if untestable else 'as_error_predicts')
+    tests = [raw] + ([out['beyond_error']] if out['beyond_error'] is not None and not untestable else [])
+    out['could_reach_alpha'] = all(np.isfinite(t['min_p']) and t['min_p'] < alpha for t in tests)
+    out['statement'] = W1_OUTCOMES[out['outcome']] + ('' if out['could_reach_alpha'] or out['outcome'] != 'no_difference' else
+                       f" (these seed counts cannot reach p < {alpha}: the smallest reachable p is {min(t['min_p'] for t in tests):.3g})")
+    if untestable and out['outcome'] != 'beyond_error':
+        uncovered = [br for br in branches if out['beyond_error']['rows_in_range'][br] == 0]
+        lo, hi = out['beyond_error']['control_error_range']
+        out['statement'] += (f": the control (test errors {lo:.3f}–{hi:.3f}) has no point within {bandwidth:g} of the errors of "
+                             f"{' and '.join(uncovered)}; extend it (more epochs, clean labels) to cover them")
+    if control is None and out['outcome'] == 'as_error_predicts': out['statement'] = 'the branches differ (raw c_sv; no control to test it beyond error)'
+    return out
+
+# %% ../nbs/08_plots.ipynb #de5c1b10
+def format_w1_verdict(verdict:dict, # the output of `w1_verdict`
+                      digits:int=3, # decimals
+                     ) -> str:
+    "The raw and the beyond-error comparison as a Markdown table, each with its p and smallest reachable p, and the verdict under it."
+    a, b = verdict['branches']
+    names = [branch_style(br, i)['label'] for i, br in enumerate((a, b))]
+    def pm(s):
+        if len(s) == 0: return '— (no seed)'
+        return f"{s.mean():.{digits}f} ± {s.std(ddof=1):.{digits}f} (std over {len(s)} seeds)" if len(s) > 1 else f"{s.mean():.{digits}f} (1 seed)"
+    lines = [f"| comparison of per-seed means | {names[0]} | {names[1]} | difference | p (permutation over seeds) | smallest reachable p |",
+             '|---|---|---|---|---|---|']
+    tests = [('raw c_sv', verdict['raw'])] + ([('c_sv beyond error (residual against the control)', verdict['beyond_error'])] if verdict['beyond_error'] else [])
+    for name, t in tests:
+        num = lambda v, f: format(v, f) if np.isfinite(v) else '—'
+        lines.append(f"| {name} | {pm(t['per_seed'][a])} | {pm(t['per_seed'][b])} | {num(t['diff'], f'+.{digits}f')} | {num(t['p_value'], '.3g')} | {num(t['min_p'], '.3g')} |")
+    ps = ', '.join(f"{'raw' if n == 'raw c_sv' else 'beyond error'} p = {t['p_value']:.3g}" for n, t in tests if np.isfinite(t['p_value']))
+    return '\n'.join(lines + ['', f"**Verdict: {verdict['statement']}** ({ps}; level {verdict['alpha']:g})."])
+
+# %% ../nbs/08_plots.ipynb #454d7f84
+def plot_error_geometry(geometry_df:pd.DataFrame, # W1 geometry table, one row per (seed, branch, λ)
+                        control:pd.DataFrame|None=None, # the control's table (W1_control.csv); None: branches only
+                        save_path=None, # PNG file or folder to save into; None: don't save
+                        bandwidth:float=0.05, # kernel width of the control's curve
+                        verdict:dict|None=None, # `w1_verdict` of the same tables, summarised in the title
+                        dpi:int=150, # resolution of the saved PNG
+                       ) -> Figure:
+    "c_sv against test error: every logged λ point by branch with per-seed trajectories, and the no-history control with its curve."
+    _require(geometry_df, ['seed', 'branch', 'lambda', 'error', 'c_sv_mean'], 'geometry_df', _GEOMETRY_FIX)
+    fig = Figure(figsize=(8, 5.5), dpi=DISPLAY_DPI, layout='constrained')
+    ax = fig.subplots()
+    if control is not None:
+        pts = control[['error', 'c_sv']].dropna()
+        groups = control.groupby('labels') if 'labels' in control else [('noisy', control)]
+        for (labels, rows), marker in zip(groups, ('o', 'x', 'v')):
+            seeds = f", {rows['seed'].nunique()} seeds" if 'seed' in rows else ''
+            ax.scatter(rows['error'], rows['c_sv'], color='0.55', marker=marker, s=16, alpha=0.7, label=f'control: trained on {labels} labels only{seeds}')
+        grid = np.linspace(pts['error'].min(), pts['error'].max(), 200)
+        ax.plot(grid, control_curve(control, bandwidth)(grid), color='0.3', lw=2, label=f'control curve (kernel width {bandwidth:g})')
+    for i, b in enumerate(geometry_branches(geometry_df)):
+        st, rows = branch_style(b, i), geometry_df[geometry_df['branch'].astype(str) == b].dropna(subset=['error', 'c_sv_mean'])
+        for _, seed_rows in rows.groupby('seed'): ax.plot(seed_rows['error'], seed_rows['c_sv_mean'], color=st['color'], lw=0.8, alpha=0.5)
+        ax.scatter(rows['error'], rows['c_sv_mean'], color=st['color'], marker=st['marker'], s=28, alpha=0.8,
+                   label=f"{st['label']}: {rows['seed'].nunique()} seeds × λ")
+    title = 'c_sv against test error: W1 branches and the no-history control'
+    if verdict is not None:
+        parts = [f"raw p = {verdict['raw']['p_value']:.3g}"]
+        if verdict['beyond_error'] is not None: parts.append(f"beyond error p = {verdict['beyond_error']['p_value']:.3g}")
+        title += '\n' + '\n'.join(textwrap.wrap(f"{verdict['statement']} ({', '.join(parts)})", 95))
+    _finish(ax, 'test error', 'c_sv = cos(g_struct, g_value)', title)
+    ax.title.set_fontsize(10)
+    if save_path is not None: save_figure(fig, save_path, 'W1_error_geometry.png', dpi)
+    return fig
 
 # %% ../nbs/08_plots.ipynb #1253fdc4
 SCOREBOARD_COLUMNS = ('config', 'name', 'kind', 'selected_by', 'acc_mean', 'acc_std', 'best_test_acc_mean', 'best_test_acc_std', 'reference')

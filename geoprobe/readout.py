@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_readout.ipynb #6c0475d4
 from __future__ import annotations
-import math, tempfile, time
+import math, tempfile, time, warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -180,10 +180,10 @@ def check_readout_settings(epochs:int, # training epochs
                            protocol:str='validated', # one of `PROTOCOLS`
                           ):
     "Refuse readout settings that cannot train, each in one line naming the argument."
-    if epochs < 1: raise ValueError(f'epochs must be at least 1, got {epochs}')
-    if batch_size < 1: raise ValueError(f'batch_size must be at least 1, got {batch_size}')
-    if not 0 <= val_fraction < 1: raise ValueError(f'val_fraction must lie in [0, 1), got {val_fraction}')
-    if not lr > 0: raise ValueError(f'lr must be positive, got {lr}')
+    for name, v in (('epochs', epochs), ('batch_size', batch_size)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1: raise ValueError(f'{name} must be a whole number ≥ 1, got {v!r}')
+    if not (isinstance(val_fraction, (int, float)) and 0 <= val_fraction < 1): raise ValueError(f'val_fraction must lie in [0, 1), got {val_fraction!r}')
+    if not (isinstance(lr, (int, float)) and 0 < lr < float('inf')): raise ValueError(f'lr must be a positive finite number, got {lr!r}')
     if model not in READOUT_MODELS: raise ValueError(f'model must be one of {list(READOUT_MODELS)}, got {model!r}')
     if protocol not in PROTOCOLS: raise ValueError(f'protocol must be one of {list(PROTOCOLS)}, got {protocol!r}')
 
@@ -193,8 +193,10 @@ def check_maps(x:torch.Tensor, # stacked channels (N, C, gh, gw) from `select_ch
                what:str, # 'train_maps' or 'test_maps', for the message
                n_classes:int|None=None, # labels must lie in [0, n_classes)
               ):
-    "Refuse empty maps, a label count that does not match, labels out of range, and non-finite values (with count and channel)."
+    "Refuse empty maps, non-integer labels, a label count that does not match, labels out of range, non-finite values and negative friction or error."
     if len(x) == 0: raise ValueError(f'{what} hold no maps')
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise ValueError(f"{what}['labels'] are {labels.dtype}; pass integer class indices (e.g. labels.long() of whole numbers)")
     if len(labels) != len(x): raise ValueError(f"{what}['labels'] has {len(labels)} labels for {len(x)} maps")
     if labels.min() < 0 or (n_classes is not None and labels.max() >= n_classes):
         raise ValueError(f"{what}['labels'] lie in {int(labels.min())}..{int(labels.max())}, outside 0..{(n_classes or 0) - 1}")
@@ -202,6 +204,11 @@ def check_maps(x:torch.Tensor, # stacked channels (N, C, gh, gw) from `select_ch
     if bad.any():
         where = ', '.join(f'{n}: {int(c)}' for n, c in zip(names, bad) if c)
         raise ValueError(f'{what} hold {int(bad.sum())} NaN or infinite values ({where}); recompute the maps or drop those images')
+    negative = torch.stack([(x[:, i] < 0).sum() if n[0] in LOG_CHANNELS else torch.zeros((), dtype=torch.long) for i, n in enumerate(names)])
+    if negative.any():
+        where = ', '.join(f'{n}: {int(c)}' for n, c in zip(names, negative) if c)
+        raise ValueError(f'{what} hold {int(negative.sum())} negative friction or error values ({where}), which cannot be: both are sums of '
+                         f'non-negative terms; recompute the maps')
 
 # %% ../nbs/05_readout.ipynb #ba4d09aa
 ORIGINAL_NUM_WORKERS = 4 # the original's DataLoader worker processes
@@ -258,14 +265,21 @@ def train_and_eval(train_maps:dict, # conduit maps of the training images (origi
     if protocol == 'original': val_fraction, normalize = 0.0, False
     dev = resolve_device(device)
     letters = parse_input(channels)
-    x_all, y_all = select_channels(train_maps, letters), torch.as_tensor(train_maps['labels']).long()
-    x_test, y_test = select_channels(test_maps, letters), torch.as_tensor(test_maps['labels']).long()
+    x_all, y_all = select_channels(train_maps, letters), torch.as_tensor(train_maps['labels'])
+    x_test, y_test = select_channels(test_maps, letters), torch.as_tensor(test_maps['labels'])
     names = channel_names(train_maps, letters)
     check_maps(x_all, y_all, names, 'train_maps', n_classes); check_maps(x_test, y_test, names, 'test_maps', n_classes)
+    y_all, y_test = y_all.long(), y_test.long()
     if x_all.shape[1:] != x_test.shape[1:]: raise ValueError(f'train maps {tuple(x_all.shape[1:])} and test maps {tuple(x_test.shape[1:])} differ in shape')
     n_classes = n_classes or int(max(y_all.max(), y_test.max())) + 1
     keep, held = stratified_split(y_all, val_fraction, seed) if val_fraction > 0 else (torch.arange(len(y_all)), torch.arange(0))
+    if len(keep) == 0 or (val_fraction > 0 and len(held) == 0):
+        raise ValueError(f'val_fraction={val_fraction} splits {len(y_all)} training maps into {len(keep)} for training and {len(held)} for '
+                         f'validation; both need at least one: choose a val_fraction between {1/len(y_all):.3g} and {1 - 1/len(y_all):.3g}')
     x_tr, y_tr, x_val, y_val = x_all[keep], y_all[keep], x_all[held], y_all[held]
+    unseen = sorted(set(y_test.unique().tolist()) - set(y_tr.unique().tolist()))
+    if unseen: warnings.warn(f'test classes {unseen} never appear among the training maps, so their test accuracy can only be 0; '
+                             f'check the split and the labels', stacklevel=2)
     norm = fit_channel_norm(x_tr, names) if normalize else None
     prep = (lambda x: apply_channel_norm(x, norm)) if normalize else (lambda x: x)
     x_tr, x_val, x_test = (prep(x).to(dev) for x in (x_tr, x_val, x_test))
@@ -317,7 +331,7 @@ REFERENCE_RESULTS = (('Linear probe (friction flat)', 0.243, None), ('Linear pro
                      ('Patchwork + calibrated embeds', 0.480, 530_000), ('Scatter + conv (raw S)', 0.705, 2_900_000),
                      ('CNN condensed (SGD)', 0.747, 730_000))
 SCATTER_CONV = 'Scatter + conv (raw S)' # the reference the original compares its best configuration with
-KIND_CONDUIT, KIND_BASELINE, KIND_ORIGINAL = 'conduit config', 'computed baseline', 'original, CIFAR-10, test-selected'
+KIND_CONDUIT, KIND_BASELINE, KIND_ORIGINAL = 'conduit config', 'computed baseline', 'original, reported (CIFAR-10)'
 
 def parse_config(spec:str, # '[model:]input', e.g. 'SF', 'linear:S' or 'image_conv:images'
                 ) -> tuple[str, str]:
@@ -341,14 +355,14 @@ def readout_kind(model:str, # a name in `READOUT_MODELS`
 
 def is_cifar10(dataset:str|None, # a data set name such as 'cifar10', 'CIFAR-10' or 'digits'
               ) -> bool:
-    "Whether `dataset` names CIFAR-10, the data of the original's reference numbers."
+    "Whether `dataset` names CIFAR-10, the data of the original's reported figures."
     return dataset is not None and dataset.lower().replace('-', '') == 'cifar10'
 
 # %% ../nbs/05_readout.ipynb #6216da1c
 def scoreboard_table(records:list[dict], # results of `train_and_eval`, any configs and seeds
                      configs=DEFAULT_CONFIGS + BASELINE_CONFIGS, # (config, name) pairs, for the names
                      class_names=None, # names of the classes for the per-class columns (default: 0..n-1)
-                     dataset:str|None=None, # the data the maps come from; 'cifar10' adds the original's reference rows
+                     dataset:str|None=None, # the data the maps come from; 'cifar10' adds the original's reported figures as reference rows
                     ) -> pd.DataFrame:
     "One row per config: mean ± std over seeds of the selected and of the best test accuracy, per-class means; conduit configs first."
     names = {config_key(*parse_config(c)): n for c, n in configs}
@@ -368,7 +382,7 @@ def scoreboard_table(records:list[dict], # results of `train_and_eval`, any conf
                      'n_seeds': len(group), 'reference': False, **{f'acc_{c}': v for c, v in zip(cls, pd.DataFrame(pc).mean())}})
     rows.sort(key=lambda r: (r['kind'] != KIND_CONDUIT, -r['acc_mean']))
     if is_cifar10(dataset):
-        rows += [{'config': '', 'name': n, 'kind': KIND_ORIGINAL, 'model': '', 'protocol': 'original', 'selected_by': 'best test',
+        rows += [{'config': '', 'name': n, 'kind': KIND_ORIGINAL, 'model': '', 'protocol': 'not stated', 'selected_by': 'not stated',
                   'params': p if p is not None else np.nan, 'best_test_acc_mean': a, 'reference': True} for n, a, p in REFERENCE_RESULTS]
     return pd.DataFrame(rows)
 
@@ -389,7 +403,7 @@ def format_scoreboard(board:pd.DataFrame, # from `scoreboard_table` (or scoreboa
 # %% ../nbs/05_readout.ipynb #dc09ebed
 def conduit_lift(records:list[dict], # results of `train_and_eval`
                  base:str='S', # the conduit configuration to compare against
-                 dataset:str|None=None, # the data the maps come from; 'cifar10' adds the comparison with the original's scatter + conv
+                 dataset:str|None=None, # the data the maps come from; 'cifar10' adds the comparison with the original's reported scatter + conv
                 ) -> pd.DataFrame:
     "Accuracy gain of every conduit config over `base`, paired by seed: mean, std and the seeds used (and for CIFAR-10 the gap to scatter + conv)."
     df = pd.DataFrame(records)
@@ -419,7 +433,7 @@ class ReadoutConfig:
     augment: bool = True # random horizontal flips of the training maps
     normalize: bool = True # log + standardise channels with training statistics (False: the original's raw input)
     n_classes: int|None = None # number of classes (None: from the labels)
-    maps: str = '' # content digest of the train and test maps (filled in by `run_readout`)
+    maps: str = '' # content digest of the train and test maps the readout reads, channels and labels (filled in by `run_readout`)
     images: str = '' # content digest of the train and test images, for the 'images' input (filled in by `run_readout`)
 
     def __post_init__(self):
@@ -463,7 +477,8 @@ def readout_jobs(train_maps:dict, # conduit maps of the training images
     "One `readout_job` per (config, seed), all reading one shared copy of the maps (and of the images)."
     specs = [parse_config(c) for c, _ in configs]
     to_file = Path(folder) if engine != 'local' else None
-    maps = share_input({'train': train_maps, 'test': test_maps}, to_file=to_file)
+    read = lambda m: {k: v for k, v in m.items() if k in (*CHANNEL_KEYS.values(), 'labels')}   # what the readout reads
+    maps = share_input({'train': read(train_maps), 'test': read(test_maps)}, to_file=to_file)
     imgs = None
     if any(ch == IMAGES for _, ch in specs):
         if images is None: raise ValueError("a config reads the raw images ('images'): pass images=(train_images, test_images)")

@@ -4,28 +4,30 @@
 
 # %% ../nbs/07_sweep.ipynb #f60dba68
 from __future__ import annotations
-import contextlib, dataclasses
+import contextlib, dataclasses, itertools
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .core import (set_seed, resolve_device, experiment_dir, find_experiment_dirs, save_json, load_json, save_csv,
                            tensor_digest, file_digest, data_digest, config_dict, load_state, save_state, pin_config, check_config, folder_lock, deterministic_kernels, StaleStateError,
                            load_torch, make_manifest)
-from .dualgrad import (resnet18_cifar, build_model, model_name, precision_settings, training_state, restore_training_state,
+from .dualgrad import (cosine_sim, resnet18_cifar, build_model, model_name, resolve_precision, precision_settings, training_state, restore_training_state,
                                inject_label_noise, train_one_epoch_with_logging, evaluate,
                                make_w1_loaders, w1_data_spec, load_w1_spec)
-from .distributed import Job, run_jobs, job_results
+from .distributed import Job, run_jobs, job_results, DONE_FILE
 
 # %% auto #0
 __all__ = ['LAMBDA_GRID_UP', 'LAMBDA_GRID_DOWN', 'BRANCH_OF_DIRECTION', 'GEOMETRY_METRICS', 'CHECKPOINT_KEYS',
-           'W1_GEOMETRY_COLUMNS', 'make_lambda_grid', 'aggregate_geometry', 'load_branch_checkpoint', 'branch_model',
-           'run_sweep_with_geometry', 'find_w1_checkpoints', 'w1_geometry_table', 'W1Config', 'SweepConfig',
-           'w1_sweep_job', 'w1_sweep_configs', 'run_w1']
+           'W1_GEOMETRY_COLUMNS', 'CONTROL_STATE', 'CONTROL_COLUMNS', 'make_lambda_grid', 'aggregate_geometry',
+           'load_branch_checkpoint', 'branch_model', 'check_sweep_settings', 'run_sweep_with_geometry',
+           'find_w1_checkpoints', 'w1_geometry_table', 'W1Config', 'SweepConfig', 'w1_sweep_job', 'w1_sweep_configs',
+           'run_w1', 'gradient_geometry', 'ControlConfig', 'control_geometry_job', 'run_geometry_control']
 
 # %% ../nbs/07_sweep.ipynb #1d689fb1
 def make_lambda_grid(start:float=0.30, # first λ of the upward sweep
@@ -93,8 +95,28 @@ def _check_grid(grid):
     bad = [float(l) for l in grid if not 0 <= l <= 1]
     if bad: raise ValueError(f'lambda values must lie in [0, 1]; got {bad}')
 
+def _whole(name, v, least=1):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < least: raise ValueError(f'{name} must be a whole number ≥ {least}, got {v!r}')
+
+def check_sweep_settings(epochs_per_lambda:int, # epochs at each λ
+                         k:int, # refresh period of the cached value gradient
+                         log_freq:int|None, # geometry log period (None: no logs)
+                         lr:float, # learning rate
+                         bn_updates:int=2, # BatchNorm updates per step
+                        ):
+    "Refuse sweep settings that would train nothing or report a meaningless number, each in one line naming the argument."
+    _whole('epochs_per_lambda', epochs_per_lambda); _whole('k', k); _whole('bn_updates', bn_updates)
+    if log_freq is not None: _whole('log_freq (None: no logs)', log_freq)
+    if not (isinstance(lr, (int, float)) and 0 < lr < float('inf')): raise ValueError(f'lr must be a positive finite number, got {lr!r}')
+
+def _check_labels(name, labels):
+    labels = np.asarray(labels)
+    if not np.issubdtype(labels.dtype, np.integer): raise ValueError(f'{name} are {labels.dtype}; pass integer class indices')
+    if len(labels) and labels.min() < 0: raise ValueError(f'{name} hold negative classes (lowest {labels.min()}); pass class indices 0..C-1')
+
 def _check_inputs(grid, clean_labels, noisy_labels, train_loader):
     _check_grid(grid)
+    _check_labels('clean_labels', clean_labels); _check_labels('noisy_labels', noisy_labels)
     n = len(train_loader.dataset) if hasattr(train_loader, 'dataset') else None
     if len(clean_labels) != len(noisy_labels) or (n is not None and len(clean_labels) != n):
         raise ValueError(f'clean_labels ({len(clean_labels)}) and noisy_labels ({len(noisy_labels)}) must both have one label '
@@ -115,8 +137,9 @@ def run_sweep_with_geometry(ckpt_path, # prep checkpoint with seed, final_error,
                             lr:float=0.001, # SGD learning rate (the original's LR * 0.01)
                             model_fn=resnet18_cifar, # builds the network the checkpoint belongs to (a function, or a name such as 'small_cnn')
                             deterministic:bool=True, # deterministic cuDNN/torch kernels during the sweep, as the original
-                            mixed_precision:str='off', # bfloat16 autocast of the forward pass ('off': the original's numerics; 'auto', 'on')
-                            channels_last:str='auto', # channels-last network and batches ('auto': where CUDA supports bf16; 'on', 'off')
+                            mixed_precision:str='off', # bfloat16 autocast of the forward pass ('off': float32, the original's; 'on'; 'auto': on where bf16 is in hardware)
+                            channels_last:str='off', # channels-last network and batches ('off': the original's; 'on'; 'auto': with mixed precision's rule)
+                            bn_updates:int=2, # BatchNorm updates per step (2: the original's two forward passes; 1: one)
                             device=None, # None: best available
                             save_dir=None, # folder for the resumable state; None: nothing saved
                             callback=None, # called with the partial result after every λ
@@ -126,19 +149,24 @@ def run_sweep_with_geometry(ckpt_path, # prep checkpoint with seed, final_error,
     if direction not in BRANCH_OF_DIRECTION: raise ValueError(f"direction must be 'up' or 'down', got {direction!r}")
     grid = [float(l) for l in (make_lambda_grid(direction=direction) if lambda_grid is None else lambda_grid)]
     _check_inputs(grid, clean_labels, noisy_labels, train_loader)
+    check_sweep_settings(epochs_per_lambda, k, log_freq, lr, bn_updates)
     ckpt = load_branch_checkpoint(ckpt_path)
     seed, init_error = int(ckpt['seed']), float(ckpt['final_error'])
     device = resolve_device(device)
+    mixed_precision, channels_last = resolve_precision(mixed_precision, channels_last, device)
     clean_t = torch.as_tensor(np.asarray(clean_labels), dtype=torch.long, device=device)
     noisy_t = torch.as_tensor(np.asarray(noisy_labels), dtype=torch.long, device=device)
     config = dict(checkpoint=file_digest(ckpt_path), seed=seed, direction=direction, lambda_grid=grid,
                   epochs_per_lambda=epochs_per_lambda, k=k, log_freq=log_freq, lr=lr, model=model_name(model_fn), deterministic=deterministic,
-                  mixed_precision=mixed_precision, channels_last=channels_last,
+                  mixed_precision=mixed_precision, channels_last=channels_last, bn_updates=bn_updates,
                   labels=tensor_digest(clean_t, noisy_t), train_data=data_digest(train_loader), test_data=data_digest(test_loader),
                   loader={a: getattr(train_loader, a, None) for a in ('batch_size', 'seed', 'flip', 'crop_padding')})
     set_seed(seed + 5000)
     amp, to_channels_last = precision_settings(mixed_precision, channels_last, device)
     model = branch_model(ckpt_path, model_fn, ckpt).to(device, memory_format=torch.channels_last if to_channels_last else torch.preserve_format)
+    with torch.no_grad(): n_out = model.eval()(next(iter(test_loader))[0][:1].to(device)).shape[-1]
+    top = int(max(np.max(clean_labels), np.max(noisy_labels)))
+    if top >= n_out: raise ValueError(f'the labels reach class {top}, but the network has {n_out} outputs; pass labels 0..{n_out - 1}')
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     state, trajectory, geometry = {'step': 0, 'gv': None}, [], []
     state_path = Path(save_dir)/'sweep_state.pth' if save_dir is not None else None
@@ -160,7 +188,7 @@ def run_sweep_with_geometry(ckpt_path, # prep checkpoint with seed, final_error,
                 logs = []
                 for _ in range(epochs_per_lambda):
                     logs += train_one_epoch_with_logging(model, train_loader, opt, clean_t, noisy_t, lam, state, k=k, log_freq=log_freq,
-                                                         device=device, autocast_dtype=amp, channels_last=to_channels_last)
+                                                         device=device, autocast_dtype=amp, channels_last=to_channels_last, bn_updates=bn_updates)
                 err = 1 - evaluate(model, test_loader, device)
                 trajectory.append({'lambda': lam, 'error': err})
                 geometry.append(aggregate_geometry(logs, lam, err))
@@ -225,12 +253,18 @@ class W1Config:
     augment: bool = True # padded random crop and flip for tensor data
     model: str = 'resnet18' # network of the checkpoints: 'resnet18', 'small_cnn' or 'package.module:function'
     deterministic: bool = True # deterministic cuDNN/torch kernels, as the original (False: faster on a GPU, not repeatable there)
-    mixed_precision: str = 'off' # bfloat16 autocast of the forward pass: 'off' (the original's numerics), 'auto' or 'on'
-    channels_last: str = 'auto' # channels-last network and batches: 'auto' (on where CUDA supports bf16), 'on' or 'off'
+    mixed_precision: str = 'off' # bfloat16 autocast of the forward pass: 'off' (float32, the original's), 'on', or 'auto' (on where bf16 is in hardware)
+    channels_last: str = 'off' # channels-last network and batches: 'off' (the original's), 'on', or 'auto' (with mixed precision's rule)
+    bn_updates: int = 2 # BatchNorm running-statistics updates per step: 2 as the original's two forward passes, 1 as one pass
 
     def __post_init__(self):
         self.model = model_name(self.model)
-        precision_settings(self.mixed_precision, self.channels_last, 'cpu')
+        resolve_precision(self.mixed_precision, self.channels_last, 'cpu')
+        check_sweep_settings(self.epochs_per_lambda, self.k, self.log_freq, self.lr, self.bn_updates)
+        _whole('batch_size', self.batch_size)
+        if not 0 <= self.noise_rate <= 1: raise ValueError(f'noise_rate must lie in [0, 1], got {self.noise_rate!r}')
+        for name in ('lambda_start', 'lambda_end', 'lambda_step'):
+            if not np.isfinite(getattr(self, name)): raise ValueError(f'{name} must be a finite number, got {getattr(self, name)!r}')
         for d in ('up', 'down'): _check_grid(self.lambda_grid(d))
 
     def lambda_grid(self, direction:str) -> list[float]:
@@ -241,7 +275,7 @@ class W1Config:
 @dataclass
 class SweepConfig:
     "One W1 sweep: λ swept from one preparation checkpoint, with the digests of the checkpoint and the data."
-    checkpoint: str = '' # path of the preparation checkpoint
+    checkpoint: str = '' # file name of the preparation checkpoint (its content is `checkpoint_digest`; where it lies is not part of the key)
     checkpoint_digest: str = '' # content digest of that file
     direction: str = 'up' # 'up' (ordered branch) or 'down' (collapse branch)
     lambda_grid: tuple = () # λ values in order
@@ -254,29 +288,32 @@ class SweepConfig:
     augment: bool = True # padded random crop and flip for tensor data
     model: str = 'resnet18' # network of the checkpoint
     deterministic: bool = True # deterministic cuDNN/torch kernels
-    mixed_precision: str = 'off' # bfloat16 autocast of the forward pass: 'off' (the original's numerics), 'auto' or 'on'
-    channels_last: str = 'auto' # channels-last network and batches: 'auto' (on where CUDA supports bf16), 'on' or 'off'
+    mixed_precision: str = 'off' # bfloat16 autocast of the forward pass: 'off' (float32, the original's), 'on', or 'auto' (on where bf16 is in hardware)
+    channels_last: str = 'off' # channels-last network and batches: 'off' (the original's), 'on', or 'auto' (with mixed precision's rule)
+    bn_updates: int = 2 # BatchNorm running-statistics updates per step: 2 as the original's two forward passes, 1 as one pass
     data: dict|None = None # W1 data spec with its digest (`geoprobe.dualgrad.w1_data_spec`)
 
 def w1_sweep_job(config:SweepConfig, # the sweep
                  save_dir, # the sweep's folder: resumable state after every λ, and the result
+                 checkpoint_path=None, # where the checkpoint lies now (None: `config.checkpoint`, a path as given)
                  device=None, # None: best available (on Ray: the job's GPU, if it has one)
                  num_workers:int=2, # DataLoader workers (Dataset data only)
                  callback=None, # called with the partial result after every λ
                  progress:bool=False, # a bar over λ
                 ) -> dict:
     "One W1 sweep as the original sets it up: noisy labels and data order from the checkpoint's seed; resumable per λ."
-    if file_digest(config.checkpoint) != config.checkpoint_digest:
-        raise StaleStateError(f'{config.checkpoint} changed since this sweep was planned; run the experiment again to plan it anew.')
+    path = config.checkpoint if checkpoint_path is None else checkpoint_path
+    if file_digest(path) != config.checkpoint_digest:
+        raise StaleStateError(f'{path} changed since this sweep was planned; run the experiment again to plan it anew.')
     train_data, test_data, clean = load_w1_spec(config.data)
     device = resolve_device(device)
-    seed = int(load_branch_checkpoint(config.checkpoint)['seed'])
+    seed = int(load_branch_checkpoint(path)['seed'])
     train_loader, test_loader = make_w1_loaders(train_data, test_data, config.batch_size, seed=seed + 5000, augment=config.augment,
                                                 num_workers=num_workers, device=device)
-    return run_sweep_with_geometry(config.checkpoint, train_loader, test_loader, clean, inject_label_noise(clean, config.noise_rate, seed),
+    return run_sweep_with_geometry(path, train_loader, test_loader, clean, inject_label_noise(clean, config.noise_rate, seed),
                                    config.direction, lambda_grid=config.lambda_grid, epochs_per_lambda=config.epochs_per_lambda, k=config.k,
                                    log_freq=config.log_freq, lr=config.lr, model_fn=config.model, deterministic=config.deterministic,
-                                   mixed_precision=config.mixed_precision, channels_last=config.channels_last, device=device, save_dir=save_dir,
+                                   mixed_precision=config.mixed_precision, channels_last=config.channels_last, bn_updates=config.bn_updates, device=device, save_dir=save_dir,
                                    callback=callback, progress=progress)
 
 # %% ../nbs/07_sweep.ipynb #8d2454a6
@@ -286,9 +323,9 @@ def w1_sweep_configs(config:W1Config, # the experiment
                      data:dict, # W1 data spec
                     ) -> list[tuple[str, SweepConfig]]:
     "`(experiment_id, SweepConfig)` per sweep, in the original's order: W1-ord-001, …, W1-col-001, …."
-    shared = {k: getattr(config, k) for k in ('epochs_per_lambda', 'k', 'log_freq', 'lr', 'batch_size', 'noise_rate', 'augment', 'model', 'deterministic',
-                                           'mixed_precision', 'channels_last')}
-    return [(f'W1-{tag}-{i + 1:03d}', SweepConfig(str(p), file_digest(p), d, tuple(config.lambda_grid(d)), data=data, **shared))
+    experiment_fields = {f.name for f in dataclasses.fields(W1Config)}
+    shared = {f.name: getattr(config, f.name) for f in dataclasses.fields(SweepConfig) if f.name in experiment_fields}
+    return [(f'W1-{tag}-{i + 1:03d}', SweepConfig(Path(p).name, file_digest(p), d, tuple(config.lambda_grid(d)), data=data, **shared))
             for d, tag, paths in (('up', 'ord', ordered), ('down', 'col', collapse)) for i, p in enumerate(paths)]
 
 # %% ../nbs/07_sweep.ipynb #a6311c7a
@@ -311,6 +348,8 @@ def run_w1(base_dir, # folder holding the prep folders (and, by default, the W1 
     "W1: geometry-logged λ sweeps of both branches, one job per checkpoint; results saved after every (seed, λ) and resumable."
     if 'model_fn' in settings: settings['model'] = settings.pop('model_fn')
     config = dataclasses.replace(config, **settings) if config is not None else W1Config(**settings)
+    config = dataclasses.replace(config, **dict(zip(('mixed_precision', 'channels_last'),
+                                                    resolve_precision(config.mixed_precision, config.channels_last, resolve_device(device)))))
     ordered, collapse = find_w1_checkpoints(base_dir, config.n_seeds, config.collapse_max_error)
     for p in ordered + collapse: branch_model(p, config.model)
     out = Path(save_dir) if save_dir is not None else experiment_dir(base_dir, 'exp_W1_geometry', resume=resume, verbose=progress)
@@ -327,8 +366,9 @@ def run_w1(base_dir, # folder holding the prep folders (and, by default, the W1 
             if missing: raise FileNotFoundError(f'{out} was started with sweeps {missing}, whose checkpoints are no longer found under '
                                                 f'{base_dir}; restore them, or use another save_dir.')
         pin_config(out/'W1_config.json', key)
-        jobs = [Job(i, w1_sweep_job, c, str(out/'sweeps'/i), dict(device=device, num_workers=num_workers, progress=progress and engine == 'local'))
-                for i, c in sweeps]
+        paths = dict(zip((i for i, _ in sweeps), map(str, ordered + collapse)))
+        jobs = [Job(i, w1_sweep_job, c, str(out/'sweeps'/i), dict(checkpoint_path=paths[i], device=device, num_workers=num_workers,
+                                                                    progress=progress and engine == 'local')) for i, c in sweeps]
         landed = {}
         def write(partial=None):
             results = [landed[j.name] for j in jobs if j.name in landed] + ([partial] if partial else [])
@@ -351,3 +391,144 @@ def run_w1(base_dir, # folder holding the prep folders (and, by default, the W1 
         results = [{**r, 'experiment_id': j.name} for j, r in zip(jobs, job_results(outcomes, 'W1 sweeps'))]
         write()
         return results
+
+# %% ../nbs/07_sweep.ipynb #67fe3961
+def gradient_geometry(model:torch.nn.Module, # the network, measured in training mode as W1's steps are
+                      x:torch.Tensor, # a batch of inputs
+                      noisy_y:torch.Tensor, # its noisy labels (structure gradient)
+                      clean_y:torch.Tensor, # its clean labels (value gradient)
+                     ) -> dict:
+    "c_sv, the gradient norms and both losses of `model` on one batch as it stands: no update, BatchNorm's running statistics untouched."
+    params = [p for p in model.parameters() if p.requires_grad]
+    buffers = {k: v.clone() for k, v in model.named_buffers()}
+    was_training = model.training
+    model.train()
+    try:
+        logits = model(x).float()
+        loss_s, loss_v = F.cross_entropy(logits, noisy_y), F.cross_entropy(logits, clean_y)
+        g_s = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss_s, params, retain_graph=True, materialize_grads=True)])
+        g_v = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss_v, params, materialize_grads=True)])
+    finally:
+        with torch.no_grad():
+            for k, v in model.named_buffers(): v.copy_(buffers[k])
+        model.train(was_training)
+    return {'c_sv': cosine_sim(g_s, g_v), 'norm_s': g_s.norm().item(), 'norm_v': g_v.norm().item(), 'loss_s': loss_s.item(), 'loss_v': loss_v.item()}
+
+# %% ../nbs/07_sweep.ipynb #10804f1e
+@dataclass
+class ControlConfig:
+    "One control run: SGD on one label set, noisy or clean, without mixing; its gradient geometry measured (not trained on) at points along the way."
+    seed: int = 0 # seed of the weights, the batch order and the label noise (as a preparation seed)
+    labels: str = 'noisy' # the one label set it trains on: 'noisy' (the structure labels) or 'clean' (the value labels)
+    epochs: int = 30 # training epochs
+    lr: float = 0.1 # initial SGD learning rate (momentum 0.9, weight decay 5e-4, as the preparation)
+    milestones: tuple = (0.5, 0.75) # fractions of `epochs` where the learning rate drops ×0.1 (as the collapse preparation)
+    normalize: bool = True # step along the gradient divided by its norm, as W1's dual-gradient step does (False: the raw gradient, plain SGD)
+    noise_rate: float = 0.4 # symmetric label noise η
+    batch_size: int = 256 # batch size
+    augment: bool = True # padded random crop and flip for tensor data
+    model: str = 'resnet18' # 'resnet18', 'small_cnn' or 'package.module:function'
+    n_points: int = 24 # measurement points from initialisation to the end: half spaced geometrically in steps (the fast early fall), half evenly
+    measure_batches: int = 8 # training batches (the same ones at every point) each c_sv is averaged over
+    deterministic: bool = True # deterministic cuDNN/torch kernels
+    data: dict|None = None # W1 data spec with its digest (`geoprobe.dualgrad.w1_data_spec`)
+
+    def __post_init__(self):
+        self.model, self.milestones = model_name(self.model), tuple(self.milestones)
+        if self.labels not in ('noisy', 'clean'): raise ValueError(f"labels must be 'noisy' or 'clean', got {self.labels!r}")
+        for name in ('epochs', 'n_points', 'measure_batches', 'batch_size'):
+            if getattr(self, name) < 1: raise ValueError(f'{name} must be at least 1, got {getattr(self, name)}')
+
+CONTROL_STATE = 'control_state.pt'
+
+def _measure_points(total_steps, n_points):
+    half = max(n_points // 2, 1)
+    return sorted({0, total_steps} | {int(round(s)) for s in np.geomspace(1, max(total_steps, 1), half)}
+                  | {int(round(s)) for s in np.linspace(0, total_steps, n_points - half + 1)})
+
+def control_geometry_job(config:ControlConfig, # the control run
+                         save_dir, # the job's folder: resumable state after every epoch
+                         device=None, # None: best available
+                         num_workers:int=2, # DataLoader workers (Dataset data only)
+                         progress:bool=False, # a bar over the epochs
+                        ) -> list[dict]:
+    "Train on `config.labels` only and measure (test error, c_sv, norms, losses) at about `n_points` steps; resumable per epoch."
+    device = resolve_device(device)
+    train_data, test_data, clean = load_w1_spec(config.data)
+    noisy = inject_label_noise(clean, config.noise_rate, config.seed)
+    clean_t, noisy_t = torch.as_tensor(clean, device=device), torch.as_tensor(noisy, device=device)
+    loader, test_loader = make_w1_loaders(train_data, test_data, config.batch_size, seed=config.seed, augment=config.augment,
+                                          num_workers=num_workers, device=device)
+    probe = list(itertools.islice(make_w1_loaders(train_data, test_data, config.batch_size, seed=config.seed + 1, augment=config.augment,
+                                                  num_workers=num_workers, device=device)[0], config.measure_batches))
+    set_seed(config.seed)
+    model = build_model(config.model).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, weight_decay=5e-4)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, [int(round(f * config.epochs)) for f in config.milestones], 0.1)
+    train_t = noisy_t if config.labels == 'noisy' else clean_t
+    points = set(_measure_points(config.epochs * len(loader), config.n_points))
+    rows, step, start = [], 0, 0
+    def measure():
+        geo = [gradient_geometry(model, x.to(device), noisy_t[idx.to(device)], clean_t[idx.to(device)]) for x, _, idx in probe]
+        rows.append({'seed': config.seed, 'labels': config.labels, 'step': step, 'epoch': step / len(loader), 'error': 1 - evaluate(model, test_loader, device),
+                     **{k: float(np.mean([g[k] for g in geo])) for k in geo[0]}})
+    saved = load_state(Path(save_dir)/CONTROL_STATE, config, recompute=True)
+    if saved is not None:
+        restore_training_state(saved, model, opt, loader, device)
+        sched.load_state_dict(saved['scheduler'])
+        rows, step, start = saved['rows'], saved['step'], saved['epoch']
+    with deterministic_kernels(config.deterministic):
+        if step == 0 and not rows: measure()
+        for ep in tqdm(range(start, config.epochs), desc=f'control ({config.labels} labels) seed {config.seed}', leave=False, disable=not progress):
+            model.train()
+            for x, _, idx in loader:
+                x, idx = x.to(device, non_blocking=True), idx.to(device)
+                opt.zero_grad(set_to_none=True)
+                F.cross_entropy(model(x), train_t[idx]).backward()
+                if config.normalize:
+                    grads = [p.grad for p in model.parameters() if p.grad is not None]
+                    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+                    for g in grads: g.div_(norm + 1e-12)
+                opt.step()
+                step += 1
+                if step in points: measure()
+            sched.step()
+            save_state(training_state(model, opt, {'step': step, 'gv': None}, loader, epoch=ep + 1, rows=rows, scheduler=sched.state_dict()),
+                       Path(save_dir)/CONTROL_STATE, config)
+    return rows
+
+# %% ../nbs/07_sweep.ipynb #6c866b57
+def run_geometry_control(save_dir, # the control's folder: control_config.json, jobs/, W1_control.csv
+                         config:ControlConfig|None=None, # settings (None: defaults); keyword arguments override fields
+                         *, seeds=(0, 1, 2), # one control run per seed and label set
+                         labels=('noisy', 'clean'), # label sets to train on, one run each per seed
+                         train_data=None, # (x, y) tensors or Dataset (None: CIFAR-10)
+                         test_data=None, # (x, y) tensors or Dataset (None: CIFAR-10 test split)
+                         data_root='data', # CIFAR-10 folder
+                         download:bool=False, # download CIFAR-10 if missing
+                         device=None, # None: best available
+                         num_workers:int=2, # DataLoader workers (Dataset data only)
+                         progress:bool=True, # progress over the runs
+                         engine:str='local', # 'local' or 'ray'
+                         address=None, # with engine='ray': the cluster address
+                         **settings, # `ControlConfig` fields; `model_fn` is `model`
+                        ) -> pd.DataFrame:
+    "The no-history control of W1: c_sv against test error along single-label training (noisy or clean labels), one resumable job per (labels, seed)."
+    if 'model_fn' in settings: settings['model'] = settings.pop('model_fn')
+    base = dataclasses.replace(config, **settings) if config is not None else ControlConfig(**settings)
+    out = Path(save_dir); out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out):
+        data = w1_data_spec(train_data, test_data, data_root, download, to_file=out/'data' if engine != 'local' else None)
+        base = dataclasses.replace(base, seed=0, labels='noisy', data=data)
+        folder_config = {**config_dict(base), 'seed': None, 'labels': None}
+        pin_config(out/'control_config.json', folder_config)
+        jobs = [Job(f'control/{lab}/seed{s}', control_geometry_job, dataclasses.replace(base, seed=s, labels=lab), str(out/'jobs'/f'{lab}_seed{s:02d}'),
+                    dict(device=device, num_workers=num_workers, progress=progress and engine == 'local')) for lab in labels for s in seeds]
+        def write(_=None):
+            rows = [r for j in jobs if (Path(j.save_dir)/DONE_FILE).is_file() for r in load_torch(Path(j.save_dir)/DONE_FILE)['result']]
+            save_csv(pd.DataFrame(rows, columns=CONTROL_COLUMNS), out/'W1_control.csv', manifest=make_manifest(folder_config, device=device))
+        job_results(run_jobs(jobs, engine, address=address, on_result=write, progress=progress), 'W1 control runs')
+        write()
+        return pd.DataFrame([r for j in jobs for r in load_torch(Path(j.save_dir)/DONE_FILE)['result']], columns=CONTROL_COLUMNS)
+
+CONTROL_COLUMNS = ['seed', 'labels', 'step', 'epoch', 'error', 'c_sv', 'norm_s', 'norm_v', 'loss_s', 'loss_v']

@@ -25,8 +25,8 @@ from .distributed import Job, run_jobs, job_results, DONE_FILE
 __all__ = ['MODELS', 'PRECISION_CHOICES', 'BRANCH_DEFAULTS', 'PREP_STATE', 'resnet18_cifar', 'small_cnn', 'model_name',
            'build_model', 'inject_label_noise', 'cosine_sim', 'batchnorm_updates', 'dual_gradient_step',
            'resolve_precision', 'precision_settings', 'train_one_epoch_with_logging', 'evaluate', 'load_w1_data',
-           'make_w1_loaders', 'w1_data_spec', 'load_w1_spec', 'PrepConfig', 'training_state', 'restore_training_state',
-           'prepare_branch_seed', 'prepare_branch_checkpoints', 'prepare_branches']
+           'make_w1_loaders', 'w1_data_spec', 'load_w1_spec', 'seeded_w1_run', 'PrepConfig', 'training_state',
+           'restore_training_state', 'prepare_branch_seed', 'prepare_branch_checkpoints', 'prepare_branches']
 
 # %% ../nbs/06_dualgrad.ipynb #115dbb45
 def resnet18_cifar(num_classes:int=10, # number of output classes
@@ -280,6 +280,21 @@ def load_w1_spec(spec:dict, # from `w1_data_spec`
     d = load_input(spec)
     return load_w1_data(d['train'], d['test'])
 
+def seeded_w1_run(spec:dict, # W1 data spec (`w1_data_spec`)
+                  noise_rate:float, # symmetric label noise η
+                  seed:int, # seed of the label noise and of the training loader's order and augmentation
+                  batch_size:int, # batch size of both loaders
+                  augment:bool, # padded random crop and flip for tensor data
+                  device, # where the labels (and in-memory data) go
+                  num_workers:int=2, # DataLoader workers (Dataset data only)
+                 ) -> tuple:
+    "What one seeded run (a preparation seed, a control run) trains on: `((train_data, test_data), (clean_t, noisy_t), (train_loader, test_loader))`."
+    train_data, test_data, clean = load_w1_spec(spec)
+    noisy = inject_label_noise(clean, noise_rate, seed)
+    labels = torch.as_tensor(clean, device=device), torch.as_tensor(noisy, device=device)
+    loaders = make_w1_loaders(train_data, test_data, batch_size, seed=seed, augment=augment, num_workers=num_workers, device=device)
+    return (train_data, test_data), labels, loaders
+
 # %% ../nbs/06_dualgrad.ipynb #07318fec
 BRANCH_DEFAULTS = {
     'ordered': dict(lam=0.35, epochs=50, milestones=(0.6, 0.8), keep=lambda err: err < 0.20),
@@ -356,11 +371,8 @@ def prepare_branch_seed(config:PrepConfig, # what to train
                        ) -> dict:
     "Train one preparation seed, resumable after every epoch; save its checkpoint if kept; return its record."
     device = resolve_device(device)
-    train_data, test_data, clean = load_w1_spec(config.data)
-    noisy = inject_label_noise(clean, config.noise_rate, config.seed)
-    clean_t, noisy_t = torch.as_tensor(clean, device=device), torch.as_tensor(noisy, device=device)
-    train_loader, test_loader = make_w1_loaders(train_data, test_data, config.batch_size, seed=config.seed, augment=config.augment,
-                                                num_workers=num_workers, device=device)
+    _, (clean_t, noisy_t), (train_loader, test_loader) = seeded_w1_run(config.data, config.noise_rate, config.seed, config.batch_size,
+                                                                        config.augment, device, num_workers)
     amp, channels_last = precision_settings(config.mixed_precision, config.channels_last, device)
     set_seed(config.seed)
     model = build_model(config.model).to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)

@@ -19,7 +19,7 @@ from .core import (set_seed, resolve_device, experiment_dir, find_experiment_dir
                            load_torch, make_manifest)
 from .dualgrad import (cosine_sim, resnet18_cifar, build_model, model_name, resolve_precision, precision_settings, training_state, restore_training_state,
                                inject_label_noise, train_one_epoch_with_logging, evaluate,
-                               make_w1_loaders, w1_data_spec, load_w1_spec)
+                               make_w1_loaders, w1_data_spec, load_w1_spec, seeded_w1_run)
 from .distributed import Job, run_jobs, job_results, DONE_FILE
 
 # %% auto #0
@@ -454,11 +454,8 @@ def control_geometry_job(config:ControlConfig, # the control run
                         ) -> list[dict]:
     "Train on `config.labels` only and measure (test error, c_sv, norms, losses) at about `n_points` steps; resumable per epoch."
     device = resolve_device(device)
-    train_data, test_data, clean = load_w1_spec(config.data)
-    noisy = inject_label_noise(clean, config.noise_rate, config.seed)
-    clean_t, noisy_t = torch.as_tensor(clean, device=device), torch.as_tensor(noisy, device=device)
-    loader, test_loader = make_w1_loaders(train_data, test_data, config.batch_size, seed=config.seed, augment=config.augment,
-                                          num_workers=num_workers, device=device)
+    (train_data, test_data), (clean_t, noisy_t), (loader, test_loader) = seeded_w1_run(config.data, config.noise_rate, config.seed, config.batch_size,
+                                                                                         config.augment, device, num_workers)
     probe = list(itertools.islice(make_w1_loaders(train_data, test_data, config.batch_size, seed=config.seed + 1, augment=config.augment,
                                                   num_workers=num_workers, device=device)[0], config.measure_batches))
     set_seed(config.seed)

@@ -410,18 +410,18 @@ def build_parser() -> argparse.ArgumentParser:
     from geoprobe.dualgrad import MODELS, prepare_branch_checkpoints
     from geoprobe.core import config_fields
     from geoprobe.maps import MapsConfig, MIXED_PRECISION
-    p = argparse.ArgumentParser(prog='geoprobe', description=geoprobe.__doc__)
+    p = argparse.ArgumentParser(prog='geoprobe', description=geoprobe.__doc__, allow_abbrev=False)
     p.add_argument('--version', action='version', version=f'geoprobe {geoprobe.__version__}')
     sub = p.add_subparsers(dest='command', metavar='COMMAND')
 
-    d = sub.add_parser('demo', help='both experiments on the embedded digits, with a report (minutes on a CPU)',
+    d = sub.add_parser('demo', allow_abbrev=False, help='both experiments on the embedded digits, with a report (minutes on a CPU)',
                        description='Train a small patch autoencoder, extract conduit maps, run the readout scoreboard, prepare small '
                                    'ordered/collapse checkpoints and run W1 on both branches; write report.md with figures.')
     _add_common(d, 'geoprobe_demo')
     d.add_argument('--fast', action='store_true', help='the quick configuration (about a minute on 2 CPU cores)')
     d.set_defaults(run=_cmd_demo)
 
-    r = sub.add_parser('readout', help='Cell 5: conduit maps + spatial conv readout scoreboard',
+    r = sub.add_parser('readout', allow_abbrev=False, help='Cell 5: conduit maps + spatial conv readout scoreboard',
                        description='Extract conduit maps of every image with a patch autoencoder and train the conv readout on each '
                                    'channel set with several seeds; writes scoreboard.csv, readout_records.json, figures/.')
     _add_common(r, 'geoprobe_readout')
@@ -441,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument('--address', default=None, help="Ray cluster address with --engine ray ('auto' or ray://host:port) [local]")
     r.set_defaults(run=_cmd_readout)
 
-    w = sub.add_parser('sweep', help='W1: λ sweeps with gradient-geometry logs on ordered/collapse checkpoints',
+    w = sub.add_parser('sweep', allow_abbrev=False, help='W1: λ sweeps with gradient-geometry logs on ordered/collapse checkpoints',
                        description='Run the W1 λ sweeps from the newest exp_Ta_prep_ordered_*/exp_Ta_prep_collapse_* folders in '
                                    '--prep-dir (or prepare them first with --prepare); writes W1_results.json, W1_geometry.csv, figures/.')
     _add_common(w, 'geoprobe_w1')
@@ -503,7 +503,9 @@ def _cmd_sweep(a):
         with _locked(a): table = w1_experiment(out, a.prep_dir, prepare=dict(seeds=a.prep_seeds) if a.prepare else None, control=control, engine=a.engine,
                                                address=a.address, data_root=a.data_root, download=a.download, device=device,
                                                progress=not a.quiet, **settings, **data)
-    except FileNotFoundError as e: raise UsageError(str(e)) from None
+    except FileNotFoundError as e:
+        hint = '' if a.prepare or 'prep folder' not in str(e) else ' On the command line: add --prepare to train them first.'
+        raise UsageError(f'{e}{hint}') from None
     print(table.groupby('branch')[['c_sv_mean', 'c_mc_mean', 'error']].mean().to_string())
     from geoprobe.core import load_csv
     from geoprobe.plots import w1_verdict
@@ -532,3 +534,7 @@ def main(argv:list[str]|None=None, # arguments (default: sys.argv[1:])
         if isinstance(e, OSError) and not isinstance(e, FileNotFoundError) and e.strerror: msg = f'{e.strerror}: {e.filename or "(a file being written)"}'
         print(f'geoprobe {args.command}: error: {msg}', file=sys.stderr)
         return 2
+
+# %% ../nbs/10_cli.ipynb #66483ca5
+from .core import document_parameters
+document_parameters(globals())

@@ -477,3 +477,7 @@ class FLEighConduit(nn.Module):
             for f in ('eigenvalues', 'eigenvectors', 'char_coeffs', 'friction', 'settle', 'refinement_residual'):
                 getattr(pk, f)[nonfinite] = float('nan')
         return pk, rel
+
+# %% ../nbs/02_conduit.ipynb #fdae80ff
+from .core import document_parameters
+document_parameters(globals())

@@ -21,7 +21,7 @@ __all__ = ['DRIVE_MOUNT', 'TIMESTAMP_FORMAT', 'LOCK_FILE', 'LOCK_GRACE', 'defaul
            'save_torch', 'CorruptStateError', 'load_json', 'load_torch', 'object_name', 'import_object', 'config_dict',
            'config_diff', 'StaleStateError', 'check_config', 'save_state', 'set_aside', 'load_state', 'pin_config',
            'rng_state', 'restore_rng', 'FolderBusyError', 'remove_temp_files', 'folder_lock', 'config_fields',
-           'share_input', 'load_input']
+           'document_parameters', 'share_input', 'load_input']
 
 # %% ../nbs/00_core.ipynb #4844b496
 def default_device() -> torch.device:
@@ -434,8 +434,8 @@ def load_state(path, # a file written by `save_state`
 def pin_config(path, # the folder's settings file, e.g. `out/'prep_config.json'`
                config, # the settings every run into the folder must share
               ):
-    "Record `config` as a folder's settings on its first run; on later runs refuse other settings (`StaleStateError`)."
-    if load_state(path, config) is None: save_state({}, path, config)
+    "Record `config` as a folder's settings on its first run; on later runs refuse other settings (`StaleStateError`); a damaged file is set aside and rewritten."
+    if load_state(path, config, recompute=True) is None: save_state({}, path, config)
 
 # %% ../nbs/00_core.ipynb #ba1a50d1
 def rng_state() -> dict:
@@ -505,7 +505,11 @@ def folder_lock(folder, # the experiment folder (created if missing)
                 poll:float=0.5, # seconds between tries while waiting
                ):
     "Hold `folder`'s advisory lock (`.geoprobe.lock`: pid, host, start) while writing into it; re-entrant in one process."
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    folder = Path(folder)
+    try: folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next(p for p in [folder, *folder.parents] if p.exists() and not p.is_dir())
+        raise ValueError(f'{folder} cannot be a folder: {blocker} is a file; pass a folder path that does not run through a file') from None
     key = str(folder.resolve())
     if key in _HELD:
         _HELD[key] += 1
@@ -546,6 +550,19 @@ def config_fields(cls, # a config dataclass
     return {f.name: (f.type, f.default if f.default is not dataclasses.MISSING else f.default_factory(), docs.get(f.name, ''))
             for f in dataclasses.fields(cls)}
 
+# %% ../nbs/00_core.ipynb #d903bb4d
+def document_parameters(namespace:dict, # a module's `globals()`: its `__all__` names are documented
+                       ):
+    "Append each public function's and class's parameter notes (its docments) to its docstring, for `help()`, `?` and tooltips."
+    from fastcore.docments import docments
+    for name in namespace.get('__all__', ()):
+        obj = namespace.get(name)
+        if not (inspect.isfunction(obj) or inspect.isclass(obj)) or obj.__module__ != namespace.get('__name__'): continue
+        try: notes = {k: v for k, v in docments(obj).items() if v and k not in ('self', 'return')}
+        except (OSError, TypeError): continue
+        if notes and 'Parameters:' not in (obj.__doc__ or ''):
+            obj.__doc__ = (obj.__doc__ or '').rstrip() + '\n\nParameters:\n' + '\n'.join(f'    {k}: {v}' for k, v in notes.items())
+
 # %% ../nbs/00_core.ipynb #0c60a30d
 _INPUTS = {}
 
@@ -573,3 +590,6 @@ def load_input(handle:dict, # from `share_input`
         if data_digest(obj) != digest: raise StaleStateError(f"{handle['path']} no longer holds input {digest}; share the input again.")
         _INPUTS[digest] = obj
     return _INPUTS[digest]
+
+# %% ../nbs/00_core.ipynb #fc5a6db7
+document_parameters(globals())

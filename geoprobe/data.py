@@ -215,3 +215,7 @@ def dataset_to_tensors(dataset, # any map-style dataset of (x, y, ...) items
     for batch in tqdm(dl, desc='Loading into memory', leave=False, disable=len(dl) < 10):
         xs.append(batch[0]); ys.append(torch.as_tensor(batch[1]))
     return torch.cat(xs), torch.cat(ys)
+
+# %% ../nbs/01_data.ipynb #097ac454
+from .core import document_parameters
+document_parameters(globals())

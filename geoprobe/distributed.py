@@ -172,3 +172,7 @@ def job_results(outcomes:list[dict], # from `run_jobs`
         raise JobsFailedError(f'{len(failed)} of {len(outcomes)} {what} failed; the others finished and are saved. '
                            f'Fix the cause and run the same call again (finished jobs are skipped):\n{lines}')
     return [o['result'] for o in outcomes]
+
+# %% ../nbs/09_distributed.ipynb #955027c6
+from .core import document_parameters
+document_parameters(globals())

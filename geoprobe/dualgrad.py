@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from .core import (set_seed, resolve_device, experiment_dir, save_json, load_json, save_torch, load_torch, make_manifest,
                            object_name, import_object, data_digest, tensor_digest, config_dict, load_state, save_state, pin_config, share_input,
-                           load_input, folder_lock, rng_state, restore_rng, deterministic_kernels, bf16_supported)
+                           load_input, folder_lock, rng_state, restore_rng, deterministic_kernels, bf16_supported, set_aside, CorruptStateError)
 from .data import load_cifar10, cifar10_tensors, IndexedDataset, InMemoryLoader, CIFAR10_MEAN, CIFAR10_STD
 from .distributed import Job, run_jobs, job_results, DONE_FILE
 
@@ -405,6 +405,16 @@ def prepare_branch_seed(config:PrepConfig, # what to train
             'checkpoint_path': name if kept else None, 'trajectory': trajectory, 'autocast': str(amp) if amp else None}
 
 # %% ../nbs/06_dualgrad.ipynb #17435871
+def _recompute_damaged_checkpoints(out):
+    "Set aside a finished seed's damaged checkpoint with its done-marker, so that the seed's job writes it again from its final state."
+    for done in sorted((out/'jobs').glob(f'seed*/{DONE_FILE}')):
+        try: record = load_torch(done)['result']
+        except CorruptStateError: continue   # the job's own resume sets it aside
+        path = out/'checkpoints'/str(record.get('checkpoint_path'))
+        if not record.get('kept') or not path.exists(): continue
+        try: load_torch(path)
+        except CorruptStateError: set_aside(path); done.unlink()
+
 def prepare_branch_checkpoints(branch:str, # 'ordered' or 'collapse'
                                config:PrepConfig|None=None, # settings (None: the branch's defaults); keyword arguments override fields
                                *, seeds=range(10), # seeds to train, one job and one checkpoint each
@@ -434,6 +444,7 @@ def prepare_branch_checkpoints(branch:str, # 'ordered' or 'collapse'
         base = dataclasses.replace(base, seed=0, data=data)
         folder_config = {**config_dict(base), 'seed': None}
         pin_config(out/'prep_config.json', folder_config)
+        _recompute_damaged_checkpoints(out)
         jobs = [Job(f'{branch}/seed{s}', prepare_branch_seed, dataclasses.replace(base, seed=s), str(out/'jobs'/f'seed{s:02d}'),
                     dict(checkpoint_dir=str(out/'checkpoints'), device=device, num_workers=num_workers, progress=progress and engine == 'local'))
                 for s in seeds]
@@ -454,3 +465,7 @@ def prepare_branches(base_dir=None, # folder for both `exp_Ta_prep_*` folders (N
     "Prepare the ordered and collapse checkpoints W1 starts from; returns each branch's per-seed records."
     own = {'ordered': ordered or {}, 'collapse': collapse or {}}
     return {b: prepare_branch_checkpoints(b, base_dir=base_dir, **{**common, **own[b]}) for b in branches}
+
+# %% ../nbs/06_dualgrad.ipynb #0e096f7f
+from .core import document_parameters
+document_parameters(globals())

@@ -19,9 +19,9 @@ from .svae import extract_patches
 from .plots import save_figure
 
 # %% auto #0
-__all__ = ['MIXED_PRECISION', 'MAPS_FORMAT', 'MAP_KEYS', 'gram_matrices', 'check_mixed_precision', 'conduit_maps_batch',
-           'conduit_settings', 'MapsConfig', 'maps_config', 'extract_conduit_maps', 'map_deviations',
-           'plot_conduit_maps', 'conduit_maps_viewer']
+__all__ = ['MIXED_PRECISION', 'MAPS_FORMAT', 'MAP_KEYS', 'gram_matrices', 'check_mixed_precision', 'check_images',
+           'conduit_maps_batch', 'conduit_settings', 'MapsConfig', 'maps_config', 'extract_conduit_maps',
+           'map_deviations', 'plot_conduit_maps', 'conduit_maps_viewer']
 
 # %% ../nbs/04_maps.ipynb #12aa2f6e
 def gram_matrices(S:torch.Tensor, # singular values (..., D)
@@ -48,6 +48,14 @@ def check_mixed_precision(mixed_precision:str, # one of MIXED_PRECISION
                          f"than float32); pass mixed_precision='off' to compute in float32")
 
 # %% ../nbs/04_maps.ipynb #b1f2de56
+def check_images(images:torch.Tensor, # a batch (B, C, H, W)
+                 first:int=0, # index of the batch's first image in the whole set, for the message
+                ):
+    "Refuse a batch holding NaN or infinite pixels, naming the images (the SVD and the conduit cannot solve them)."
+    bad = (~torch.isfinite(images.reshape(len(images), -1))).any(1).nonzero().flatten()
+    if len(bad): raise ValueError(f'{len(bad)} image(s) hold NaN or infinite values (indices {(bad[:5] + first).tolist()}{" …" if len(bad) > 5 else ""}); '
+                                  f'repair or drop them before extracting maps')
+
 def conduit_maps_batch(model:torch.nn.Module, # a PatchSVAE (returns {'recon', 'svd': {'S', 'S_orig', 'Vt', ...}})
                        images:torch.Tensor, # (B, C, H, W) on the model's device
                        conduit:torch.nn.Module, # e.g. FLEighConduit()
@@ -57,6 +65,7 @@ def conduit_maps_batch(model:torch.nn.Module, # a PatchSVAE (returns {'recon', '
     "The original cell's per-batch maps: S, friction, settle (B, gh, gw, D), error (B, gh, gw, 1); and repaired (B, gh, gw), the patches the conduit repaired."
     if use_s not in ('S', 'S_orig'): raise ValueError(f"use_s must be 'S' or 'S_orig', got {use_s!r}")
     check_mixed_precision(mixed_precision, images.device)
+    check_images(images)
     decoder = {'decoder_autocast': torch.bfloat16} if mixed_precision == 'decoder' else {}
     with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=mixed_precision == 'on'):
         out = model(images, **decoder)
@@ -168,10 +177,11 @@ def extract_conduit_maps(model:torch.nn.Module, # patch autoencoder (PatchSVAE)
     with folder_lock(cache) if cache is not None else contextlib.nullcontext():
         meta = _open_cache(cache, config) if cache is not None else None
         finished = meta is not None and meta['complete']
-        inputs, parts = [], []
+        inputs, parts, seen = [], [], 0
         with torch.no_grad():
             for i, batch in enumerate(tqdm(loader, total=config.n_batches, desc='Conduit maps', disable=not progress)):
                 images, labels = batch[0], torch.as_tensor(batch[1])
+                check_images(images, seen); seen += len(images)
                 inputs.append(tensor_digest(images, labels))
                 if finished:
                     saved = meta['inputs'][i] if i < len(meta['inputs']) else None
@@ -255,3 +265,7 @@ def conduit_maps_viewer(maps:dict, # conduit maps
             display(plot_conduit_maps(maps, images, indices=(index.value,), mode=mode.value))
     index.observe(draw, 'value'); mode.observe(draw, 'value'); draw()
     return widgets.VBox([widgets.HBox([index, mode]), out])
+
+# %% ../nbs/04_maps.ipynb #cb445592
+from .core import document_parameters
+document_parameters(globals())

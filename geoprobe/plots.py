@@ -433,3 +433,7 @@ def plot_per_class(scoreboard:pd.DataFrame, # readout scoreboard with per-class 
     fig.colorbar(im, ax=ax, label='per-class test accuracy (%)')
     if save_path is not None: save_figure(fig, save_path, 'scoreboard_per_class.png', dpi)
     return fig
+
+# %% ../nbs/08_plots.ipynb #28062a67
+from .core import document_parameters
+document_parameters(globals())

@@ -539,3 +539,7 @@ def run_readout(train_maps:dict, # conduit maps of the training images
                   f"best test {r['best_test_acc']:.1%} (epoch {r['best_test_epoch']}, test-selected)")
         print(format_scoreboard(board))
     return board
+
+# %% ../nbs/05_readout.ipynb #e31550f7
+from .core import document_parameters
+document_parameters(globals())

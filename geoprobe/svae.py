@@ -522,7 +522,8 @@ def small_svae(steps:int=600, # training steps (about 0.1 s each on 2 idle CPU c
     key = hashlib.sha1(json.dumps([cfg, steps, source, seed, batch_size], sort_keys=True).encode()).hexdigest()[:10]
     folder = svae_cache_dir(cache_dir)/f'small_{source}_{steps}steps_seed{seed}_{key}'
     last = folder/'last.pt'
-    done = last.is_file() and load_torch(last).get('step') == steps
+    try: done = last.is_file() and load_torch(last).get('step') == steps
+    except CorruptStateError: done = False   # train_svae sets the damaged file aside and trains it again
     if not done:
         data = load_digits_images(size=64, split='train')[0] if source == 'digits' else 'noise'
         val = load_digits_images(size=64, split='test')[0] if source == 'digits' else None
@@ -543,3 +544,7 @@ def pretrained_or_train(hf_version:str='v40_freckles_noise', # the published mod
         print(f'pretrained_or_train: using the small local model, because {hf_version} is not available here: {type(e).__name__}: {e}')
     model, cfg = small_svae(cache_dir=cache_dir, device=device, **small_kwargs)
     return model, {**cfg, '_source': 'small_svae'}
+
+# %% ../nbs/03_svae.ipynb #0820df3b
+from .core import document_parameters
+document_parameters(globals())

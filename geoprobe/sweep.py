@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .core import (set_seed, resolve_device, experiment_dir, find_experiment_dirs, save_json, load_json, save_csv,
-                           tensor_digest, file_digest, data_digest, config_dict, load_state, save_state, pin_config, check_config, folder_lock, deterministic_kernels, StaleStateError,
+                           tensor_digest, file_digest, data_digest, config_dict, load_state, save_state, pin_config, check_config, folder_lock, deterministic_kernels, StaleStateError, CorruptStateError, set_aside,
                            load_torch, make_manifest)
 from .dualgrad import (cosine_sim, resnet18_cifar, build_model, model_name, resolve_precision, precision_settings, training_state, restore_training_state,
                                inject_label_noise, train_one_epoch_with_logging, evaluate,
@@ -358,7 +358,9 @@ def run_w1(base_dir, # folder holding the prep folders (and, by default, the W1 
         data = w1_data_spec(train_data, test_data, data_root, download, to_file=out/'data' if engine != 'local' else None)
         sweeps = w1_sweep_configs(config, ordered, collapse, data)
         key = {**config_dict(config), 'data': data['digest'], 'checkpoints': {i: c.checkpoint_digest for i, c in sweeps}}
-        saved = load_json(out/'W1_config.json')['config'] if (out/'W1_config.json').is_file() else None
+        try: saved = load_json(out/'W1_config.json')['config'] if (out/'W1_config.json').is_file() else None
+        except (CorruptStateError, KeyError, TypeError):   # rebuilt below from this run's settings; every sweep's state keeps its own key
+            set_aside(out/'W1_config.json'); saved = None
         if saved is not None:
             settings_only = lambda c: {k: v for k, v in c.items() if k != 'checkpoints'}
             check_config(settings_only(saved), settings_only(key), out/'W1_config.json')
@@ -529,3 +531,7 @@ def run_geometry_control(save_dir, # the control's folder: control_config.json, 
         return pd.DataFrame([r for j in jobs for r in load_torch(Path(j.save_dir)/DONE_FILE)['result']], columns=CONTROL_COLUMNS)
 
 CONTROL_COLUMNS = ['seed', 'labels', 'step', 'epoch', 'error', 'c_sv', 'norm_s', 'norm_v', 'loss_s', 'loss_v']
+
+# %% ../nbs/07_sweep.ipynb #d9d010b9
+from .core import document_parameters
+document_parameters(globals())

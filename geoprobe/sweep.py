@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_sweep.ipynb #f60dba68
 from __future__ import annotations
-import contextlib, dataclasses, itertools
+import contextlib, dataclasses, itertools, warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,6 +150,10 @@ def run_sweep_with_geometry(ckpt_path, # prep checkpoint with seed, final_error,
     grid = [float(l) for l in (make_lambda_grid(direction=direction) if lambda_grid is None else lambda_grid)]
     _check_inputs(grid, clean_labels, noisy_labels, train_loader)
     check_sweep_settings(epochs_per_lambda, k, log_freq, lr, bn_updates)
+    steps = epochs_per_lambda * len(train_loader) if hasattr(train_loader, '__len__') else None
+    if log_freq is not None and steps is not None and log_freq > steps:
+        warnings.warn(f'log_freq={log_freq} is longer than one λ ({steps} steps), so most λs will have no geometry log and the '
+                      f'others one; choose log_freq ≤ {steps} (a few logs per λ at least)', stacklevel=2)
     ckpt = load_branch_checkpoint(ckpt_path)
     seed, init_error = int(ckpt['seed']), float(ckpt['final_error'])
     device = resolve_device(device)

@@ -331,20 +331,25 @@ def run_demo(out='geoprobe_demo', # report folder (created; a rerun reuses finis
     out, device, s = writable_dir(out), checked_device(device), DEMO_SETTINGS[bool(fast)]
     pin_config(out/'demo_config.json', {'fast': bool(fast)})
     t0 = time.time()
+    stage = (lambda i, what: print(f'{i}/4 {what}', flush=True)) if progress else (lambda i, what: None)
+    stage(1, 'autoencoder')
     model, _ = autoencoder('small', out/'svae', device, steps=s['svae_steps'], progress=progress)
     train, test = (image_tensors('digits', split, 64, limit=s['n_train' if split == 'train' else 'n_test']) for split in ('train', 'test'))
+    stage(2, 'conduit maps and the readout scoreboard')
     board, _ = conduit_readout(model, train, test, out/'readout', seeds=s['readout_seeds'], names=class_names('digits'), dataset='digits',
                                device=device, progress=progress, epochs=s['readout_epochs'], batch_size=32, lr=2e-3)
     copy_atomic(out/'readout'/'scoreboard.csv', out/'scoreboard.csv')
     lift = conduit_lift(list(load_json(out/'readout'/'readout_records.json')['records'].values()))
     w1_data = dict(train_data=image_tensors('digits', 'train', 32, limit=s['n_train']), test_data=image_tensors('digits', 'test', 32),
                    device=device, progress=progress)
+    stage(3, 'W1: preparation, sweeps and the no-history control')
     geometry = w1_experiment(out, out/'prep', prepare=s['prepare'], control=s['control'], **s['w1'], **w1_data)
     swept = load_json(out/'W1_results.json')
     control = load_csv(out/'control'/'W1_control.csv')
     effect = w1_effect(geometry, {b: [r['init_error'] for r in swept if r['branch'].startswith(b)] for b in ('ordered', 'collapse')}, control)
     prepared = {b: load_json(find_experiment_dirs(out/'prep', f'exp_Ta_prep_{b}')[-1]/f'{b}_prep_results.json') for b in ('ordered', 'collapse')}
     effect['prepared'] = {b: [round(r['final_error'], 3) for r in recs] for b, recs in prepared.items()}
+    stage(4, 'report')
     for fig in (out/'readout'/'figures').glob('*.png'): copy_atomic(fig, out/'figures'/fig.name)
     settings = {**s, 'fast': bool(fast), 'device': str(device), 'n_train_images': len(train[1]), 'n_test_images': len(test[1])}
     save_json({'settings': settings, 'w1_effect': effect}, out/'demo_settings.json',

@@ -14,14 +14,14 @@ import pandas as pd
 import torch
 
 # %% auto #0
-__all__ = ['DRIVE_MOUNT', 'TIMESTAMP_FORMAT', 'LOCK_FILE', 'LOCK_GRACE', 'default_device', 'resolve_device', 'bf16_supported',
-           'set_seed', 'deterministic_kernels', 'tensor_digest', 'file_digest', 'data_digest', 'in_colab',
-           'mount_drive', 'default_base_dir', 'timestamp', 'find_experiment_dirs', 'experiment_dir', 'atomic_write',
-           'to_jsonable', 'make_manifest', 'manifest_path', 'load_manifest', 'save_json', 'save_csv', 'load_csv',
-           'save_torch', 'CorruptStateError', 'load_json', 'load_torch', 'object_name', 'import_object', 'config_dict',
-           'config_diff', 'StaleStateError', 'check_config', 'save_state', 'set_aside', 'load_state', 'pin_config',
-           'rng_state', 'restore_rng', 'FolderBusyError', 'remove_temp_files', 'folder_lock', 'config_fields',
-           'document_parameters', 'share_input', 'load_input']
+__all__ = ['DRIVE_MOUNT', 'TIMESTAMP_FORMAT', 'LOCK_FILE', 'LOCK_GRACE', 'default_device', 'resolve_device', 'bar_off',
+           'bf16_supported', 'set_seed', 'deterministic_kernels', 'tensor_digest', 'file_digest', 'data_digest',
+           'in_colab', 'mount_drive', 'default_base_dir', 'timestamp', 'find_experiment_dirs', 'experiment_dir',
+           'atomic_write', 'to_jsonable', 'make_manifest', 'manifest_path', 'load_manifest', 'save_json', 'save_csv',
+           'load_csv', 'save_torch', 'CorruptStateError', 'load_json', 'load_torch', 'object_name', 'import_object',
+           'config_dict', 'config_diff', 'StaleStateError', 'check_config', 'save_state', 'set_aside', 'load_state',
+           'pin_config', 'rng_state', 'restore_rng', 'FolderBusyError', 'remove_temp_files', 'folder_lock',
+           'config_fields', 'document_parameters', 'share_input', 'load_input']
 
 # %% ../nbs/00_core.ipynb #4844b496
 def default_device() -> torch.device:
@@ -44,6 +44,12 @@ def resolve_device(device=None, # None (best available), a string such as 'cuda:
     if dev.type == 'mps' and not (getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available()):
         raise ValueError(f"Device {device!r} requested but MPS is not available here; use device='cpu'.")
     return dev
+
+# %% ../nbs/00_core.ipynb #2e65b779
+def bar_off(progress:bool, # whether the caller wants progress shown
+           ) -> bool|None:
+    "tqdm's `disable` for `progress`: True when not wanted; None (off unless the output is a terminal or a notebook) when wanted."
+    return None if progress else True
 
 # %% ../nbs/00_core.ipynb #7f8dbae6
 def bf16_supported(device, # a torch.device or a string such as 'cpu' or 'cuda:0'

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .core import folder_lock, import_object, load_state, save_state
+from .core import bar_off, folder_lock, import_object, load_state, save_state
 
 # %% auto #0
 __all__ = ['DONE_FILE', 'ATTEMPTS_FILE', 'ENGINES', 'Job', 'job_result', 'execute_job', 'ray_available', 'start_ray', 'run_jobs',
@@ -98,7 +98,7 @@ def _report(o, outcomes, i, bar, on_result):
     outcomes[i] = o
     if bar is not None:
         bar.update(1)
-        tqdm.write(f'{o["name"]}: ' + (f'FAILED (attempt {o["attempts"]}): {o["error"].splitlines()[0]}' if o['status'] == 'failed'
+        if o['status'] != 'skipped': tqdm.write(f'{o["name"]}: ' + (f'FAILED (attempt {o["attempts"]}): {o["error"].splitlines()[0]}' if o['status'] == 'failed'
                                       else f'{o["status"]} in {o["time_s"]:.1f}s: {_short(o["result"])}'))
     if on_result is not None: on_result(o)
 
@@ -135,7 +135,7 @@ def run_jobs(jobs:list[Job], # independent jobs, each with its own save_dir
              num_cpus:int|None=None, # local Ray only: CPUs it may use (None: all)
              runtime_env:dict|None=None, # Ray only: passed to `ray.init`
              on_result=None, # called here with each outcome as it lands
-             progress:bool=True, # a bar over the jobs and one line per landed job
+             progress:bool=True, # a bar over the jobs (off when the output is not a terminal), one line per landed job, one for all reused ones
             ) -> list[dict]:
     "Run independent jobs with `engine`, skipping finished ones; outcomes in job order."
     if engine not in ENGINES: raise ValueError(f"engine must be one of {sorted(ENGINES)}, got {engine!r}")
@@ -146,12 +146,13 @@ def run_jobs(jobs:list[Job], # independent jobs, each with its own save_dir
         dup = sorted({s for s in seen if seen.count(s) > 1})
         if dup: raise ValueError(f'Jobs need distinct {what}s; repeated: {dup}')
     outcomes = [None] * len(jobs)
-    bar = tqdm(total=len(jobs), desc='jobs') if progress else None
+    bar = tqdm(total=len(jobs), desc='jobs', disable=bar_off(progress)) if progress else None
     report = lambda o, i: _report(o, outcomes, i, bar, on_result)
     todo = []
     for i, j in enumerate(jobs):
         if job_result(j) is not None: report(execute_job(j), i)
         else: todo.append(i)
+    if bar is not None and len(todo) < len(jobs): tqdm.write(f'{len(jobs) - len(todo)} of {len(jobs)} jobs reused (finished before)')
     if todo:
         opts = dict(address=address, num_cpus=num_cpus, runtime_env=runtime_env, gpus_per_job=gpus_per_job,
                     cpus_per_job=cpus_per_job, max_retries=max_retries) if engine == 'ray' else {}

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .core import (set_seed, resolve_device, experiment_dir, save_json, load_json, save_torch, load_torch, make_manifest,
+from .core import (bar_off, set_seed, resolve_device, experiment_dir, save_json, load_json, save_torch, load_torch, make_manifest,
                            object_name, import_object, data_digest, tensor_digest, config_dict, load_state, save_state, pin_config, share_input,
                            load_input, folder_lock, rng_state, restore_rng, deterministic_kernels, bf16_supported, set_aside, CorruptStateError)
 from .data import load_cifar10, cifar10_tensors, IndexedDataset, InMemoryLoader, CIFAR10_MEAN, CIFAR10_STD
@@ -385,7 +385,7 @@ def prepare_branch_seed(config:PrepConfig, # what to train
         sched.load_state_dict(saved['scheduler'])
         trajectory, start = saved['trajectory'], saved['epoch']
     with deterministic_kernels(config.deterministic):
-        for ep in tqdm(range(start, config.epochs), desc=f'{config.branch} seed {config.seed}', leave=False, disable=not progress):
+        for ep in tqdm(range(start, config.epochs), desc=f'{config.branch} seed {config.seed}', leave=False, disable=bar_off(progress)):
             train_one_epoch_with_logging(model, train_loader, opt, clean_t, noisy_t, config.lam, state, k=config.k, log_freq=None, device=device,
                                          autocast_dtype=amp, channels_last=channels_last, bn_updates=config.bn_updates)
             sched.step()

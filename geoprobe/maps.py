@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .core import (check_config, config_dict, load_json, load_state, load_torch, make_manifest, resolve_device, save_state, save_torch,
+from .core import (bar_off, check_config, config_dict, load_json, load_state, load_torch, make_manifest, resolve_device, save_state, save_torch,
                            tensor_digest, folder_lock, set_aside, bf16_supported, CorruptStateError, StaleStateError)
 from .conduit import FLEighConduit
 from .svae import extract_patches
@@ -179,7 +179,7 @@ def extract_conduit_maps(model:torch.nn.Module, # patch autoencoder (PatchSVAE)
         finished = meta is not None and meta['complete']
         inputs, parts, seen = [], [], 0
         with torch.no_grad():
-            for i, batch in enumerate(tqdm(loader, total=config.n_batches, desc='Conduit maps', disable=not progress)):
+            for i, batch in enumerate(tqdm(loader, total=config.n_batches, desc='Conduit maps', disable=bar_off(progress))):
                 images, labels = batch[0], torch.as_tensor(batch[1])
                 check_images(images, seen); seen += len(images)
                 inputs.append(tensor_digest(images, labels))
@@ -225,6 +225,7 @@ def plot_conduit_maps(maps:dict, # conduit maps
                       save_path=None, # write a PNG here (a file, or a folder such as `figures/`)
                      ):
     "A grid of image | S | log10 friction | settle | error for a few images, repaired patches outlined on friction; returns the Figure."
+    import matplotlib
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
     cols = (['image'] if images is not None else []) + ['S', 'friction', 'settle', 'error']
@@ -237,14 +238,21 @@ def plot_conduit_maps(maps:dict, # conduit maps
             else:
                 m = maps[name][i, ..., 0 if name == 'error' else mode].float()
                 m = m.log10() if name in ('friction', 'error') else m
-                im = ax.imshow(m, cmap={'S': 'viridis', 'friction': 'magma', 'settle': 'cividis', 'error': 'inferno'}[name])
-                fig.colorbar(im, ax=ax, shrink=0.8)
+                cmap = {'S': 'viridis', 'friction': 'magma', 'settle': 'cividis', 'error': 'inferno'}[name]
+                if name == 'settle':   # whole steps: one colour per step, a tick per step
+                    lo, hi = int(m.min()), int(m.max())
+                    im = ax.imshow(m, cmap=matplotlib.colormaps[cmap].resampled(hi - lo + 1), vmin=lo - 0.5, vmax=hi + 0.5)
+                    fig.colorbar(im, ax=ax, shrink=0.8, ticks=range(lo, hi + 1))
+                else: fig.colorbar(ax.imshow(m, cmap=cmap), ax=ax, shrink=0.8, format=matplotlib.ticker.FormatStrFormatter('%.3g'))
             if name == 'friction' and 'repaired' in maps:
                 for y, x in maps['repaired'][i].nonzero().tolist():
                     ax.add_patch(Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, edgecolor='cyan', lw=1))
             if r == 0: ax.set_title({'image': 'image', 'S': f'S[{mode}]', 'friction': f'log10 friction[{mode}]' + ('\n(cyan □: repaired)' if 'repaired' in maps else ''),
                                      'settle': f'settle[{mode}]', 'error': 'log10 error'}[name], fontsize=9)
         axs[r, 0].set_ylabel(f"#{i}, label {int(maps['labels'][i])}")
+    nth = lambda k: {0: '', 1: '2nd ', 2: '3rd '}.get(k, f'{k + 1}th ')
+    fig.suptitle(f"Conduit maps of {len(indices)} images: S[{mode}] is each patch's {nth(mode)}largest singular value; friction[{mode}] and "
+                 f"settle[{mode}] belong to the {nth(mode)}smallest eigenvalue of its Gram matrix", fontsize=10)
     if save_path is not None: save_figure(fig, save_path, 'conduit_maps.png', dpi=120)
     return fig
 

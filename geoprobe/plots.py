@@ -369,7 +369,7 @@ def plot_scoreboard(scoreboard:pd.DataFrame, # readout scoreboard (scoreboard.cs
                     chance:float|None=None, # chance accuracy; None: 1/number of classes (no line without per-class columns)
                     dpi:int=150, # resolution of the saved PNG
                    ) -> Figure:
-    "Two bars per configuration (selected and best test accuracy, mean ± std over seeds); chance and the table's reference rows as lines."
+    "Two bars per configuration (selected and best test accuracy, mean ± std over seeds) on the range that separates them; chance and the reference rows as lines."
     _require(scoreboard, SCOREBOARD_COLUMNS, 'scoreboard', _SCOREBOARD_FIX)
     ref = _reference_mask(scoreboard)
     runs = scoreboard[~ref].sort_values('acc_mean', kind='stable')
@@ -386,14 +386,17 @@ def plot_scoreboard(scoreboard:pd.DataFrame, # readout scoreboard (scoreboard.cs
         acc, err = 100*runs[f'{col}_mean'].to_numpy(float), 100*runs[f'{col}_std'].to_numpy(float)
         bars = ax.bar(x + offset, acc, w, yerr=err, capsize=3, color=colors, error_kw=dict(lw=1.0), **style)
         ax.bar_label(bars, labels=[f'{v:.1f}' for v in acc], label_type='center', rotation=90, color=text, fontsize=7)
+    lows = [100*(runs[f'{c}_mean'] - runs[f'{c}_std'].fillna(0)).min() for c in ('acc', 'best_test_acc')] + [100*v for _, v in refs]
+    bottom = max(0.0, 5*np.floor((np.nanmin(lows) - 5)/5))
     handles = [Patch(facecolor='tab:blue', alpha=0.9, label=f'test acc at {_selected_epoch(runs)}'),
                Patch(facecolor='tab:blue', alpha=0.45, hatch='//', edgecolor='tab:blue', label='best test acc over epochs (test-selected)')]
     if (runs['kind'] == 'computed baseline').any(): handles.append(Patch(facecolor=KIND_COLORS['computed baseline'], label='computed baseline'))
-    if chance is not None: handles.append(ax.axhline(100*chance, color='black', linestyle=':', lw=1.2, label=f'chance ({100*chance:.1f}%)'))
+    if chance is not None: handles.append(ax.axhline(100*chance, color='black', linestyle=':', lw=1.2,
+                                                     label=f"chance ({100*chance:.1f}%{', below the axis' if 100*chance < bottom else ''})"))
     ref_lines = [ax.axhline(100*v, color=_REF_COLORS[i % len(_REF_COLORS)], linestyle=_REF_STYLES[i % len(_REF_STYLES)], lw=1.4,
                             label=f'{name} ({100*v:.1f}%)') for i, (name, v) in enumerate(refs)]
     ax.set_xticks(x, _row_labels(runs), rotation=30, ha='right')
-    ax.set_ylim(0, 100)
+    ax.set_ylim(bottom, 100)
     seeds = f" over {int(runs['n_seeds'].max())} seeds" if 'n_seeds' in runs and runs['n_seeds'].notna().any() else ' over seeds'
     ax.set(xlabel='readout configuration', ylabel='test accuracy (%)', title=f'Readout scoreboard: test accuracy (mean ± std{seeds})')
     ax.grid(True, axis='y', alpha=0.3)

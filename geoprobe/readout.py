@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .core import (resolve_device, set_seed, save_json, save_csv, load_torch, make_manifest, config_dict, share_input,
+from .core import (bar_off, resolve_device, set_seed, save_json, save_csv, load_torch, make_manifest, config_dict, share_input,
                            load_input, pin_config, folder_lock, StaleStateError, CorruptStateError)
 from .distributed import Job, run_jobs, job_results, DONE_FILE
 from .data import InMemoryLoader
@@ -27,8 +27,8 @@ __all__ = ['CHANNEL_KEYS', 'IMAGES', 'LOG_CHANNELS', 'READOUT_MODELS', 'PROTOCOL
            'apply_channel_norm', 'SpatialConvClassifier', 'LinearProbe', 'ImageConvClassifier', 'stratified_split',
            'predict', 'per_class_accuracy', 'check_readout_settings', 'check_maps', 'draw_loader_seed',
            'OriginalLoader', 'train_and_eval', 'parse_config', 'config_key', 'readout_kind', 'is_cifar10',
-           'scoreboard_table', 'format_scoreboard', 'conduit_lift', 'ReadoutConfig', 'readout_job', 'readout_jobs',
-           'run_readout']
+           'above_chance', 'scoreboard_table', 'format_scoreboard', 'conduit_lift', 'ReadoutConfig', 'readout_job',
+           'readout_jobs', 'run_readout']
 
 # %% ../nbs/05_readout.ipynb #b1c062f9
 CHANNEL_KEYS = {'S': 'S', 'F': 'friction', 'T': 'settle', 'E': 'error'}
@@ -294,7 +294,7 @@ def train_and_eval(train_maps:dict, # conduit maps of the training images (origi
               InMemoryLoader(x_tr, y_tr, batch_size=batch_size, shuffle=True, seed=seed, flip=augment, drop_last=drop_last))
     accuracy = lambda pred, y: int((pred == y).sum()) / len(y) if len(y) else float('nan')
     history, best = [], (-1.0, 0, None)
-    for epoch in tqdm(range(1, epochs + 1), desc=f'readout {letters}', disable=not progress, leave=False):
+    for epoch in tqdm(range(1, epochs + 1), desc=f'readout {letters}', disable=bar_off(progress), leave=False):
         net.train()
         loss_sum, correct, total = torch.zeros((), dtype=torch.float64, device=dev), torch.zeros((), dtype=torch.long, device=dev), 0
         for xb, yb in loader:
@@ -359,6 +359,16 @@ def is_cifar10(dataset:str|None, # a data set name such as 'cifar10', 'CIFAR-10'
     return dataset is not None and dataset.lower().replace('-', '') == 'cifar10'
 
 # %% ../nbs/05_readout.ipynb #6216da1c
+def above_chance(acc:float, # test accuracy (e.g. the mean over seeds)
+                 n_test:int|None, # test samples it was measured on
+                 n_classes:int, # classes; chance is 1/n_classes
+                 level:float=0.01, # one-sided binomial test level
+                ) -> bool|None:
+    "Whether `acc` on `n_test` samples is above chance (one-sided binomial test at `level`); None without `n_test`."
+    if not n_test or not np.isfinite(acc): return None
+    from scipy.stats import binomtest
+    return bool(binomtest(int(round(acc * n_test)), int(n_test), 1 / n_classes, alternative='greater').pvalue < level)
+
 def scoreboard_table(records:list[dict], # results of `train_and_eval`, any configs and seeds
                      configs=DEFAULT_CONFIGS + BASELINE_CONFIGS, # (config, name) pairs, for the names
                      class_names=None, # names of the classes for the per-class columns (default: 0..n-1)
@@ -379,7 +389,8 @@ def scoreboard_table(records:list[dict], # results of `train_and_eval`, any conf
                      'acc_mean': group['test_acc'].mean(), 'acc_std': group['test_acc'].std(ddof=1),
                      'best_test_acc_mean': group['best_test_acc'].mean(), 'best_test_acc_std': group['best_test_acc'].std(ddof=1),
                      'final_acc_mean': group['final_test_acc'].mean(), 'final_acc_std': group['final_test_acc'].std(ddof=1),
-                     'n_seeds': len(group), 'reference': False, **{f'acc_{c}': v for c, v in zip(cls, pd.DataFrame(pc).mean())}})
+                     'n_seeds': len(group), 'reference': False, 'above_chance': above_chance(group['test_acc'].mean(), first['settings'].get('n_test'), pc.shape[1]),
+                     **{f'acc_{c}': v for c, v in zip(cls, pd.DataFrame(pc).mean())}})
     rows.sort(key=lambda r: (r['kind'] != KIND_CONDUIT, -r['acc_mean']))
     if is_cifar10(dataset):
         rows += [{'config': '', 'name': n, 'kind': KIND_ORIGINAL, 'model': '', 'protocol': 'not stated', 'selected_by': 'not stated',
@@ -389,13 +400,14 @@ def scoreboard_table(records:list[dict], # results of `train_and_eval`, any conf
 # %% ../nbs/05_readout.ipynb #0dc9c3b1
 def format_scoreboard(board:pd.DataFrame, # from `scoreboard_table` (or scoreboard.csv)
                      ) -> str:
-    "The scoreboard as text: name, kind, params, the selected and the best test accuracy (mean ± std over seeds, in %), seeds."
+    "The scoreboard as text: name, kind, params, the selected and the best test accuracy (mean ± std over seeds, in %; '≈ chance' where not above it), seeds."
     def pct(m, s): return '—' if pd.isna(m) else f'{100*m:.1f}%' + ('' if pd.isna(s) else f' ± {100*s:.1f}')
     selected = set(board.loc[board['kind'] != KIND_ORIGINAL, 'selected_by'])
     at = f"at {selected.pop()}" if len(selected) == 1 else 'at the selected epoch'
     table = pd.DataFrame({'configuration': board['name'], 'kind': board['kind'],
                           'params': ['—' if pd.isna(p) else f'{int(p):,}' for p in board['params']],
-                          f'test acc {at}': [pct(m, s) for m, s in zip(board['acc_mean'], board['acc_std'])],
+                          f'test acc {at}': [pct(m, s) + (' (≈ chance)' if str(a).lower() == 'false' else '') for m, s, a in
+                                             zip(board['acc_mean'], board['acc_std'], board.get('above_chance', pd.Series([None] * len(board))))],
                           'best test acc (test-selected)': [pct(m, s) for m, s in zip(board['best_test_acc_mean'], board['best_test_acc_std'])],
                           'seeds': ['—' if pd.isna(n) else str(int(n)) for n in board['n_seeds']]})
     return table.to_string(index=False)

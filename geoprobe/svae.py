@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .core import (atomic_write, check_config, config_dict, default_base_dir, load_torch, make_manifest, resolve_device,
+from .core import (bar_off, atomic_write, check_config, config_dict, default_base_dir, load_torch, make_manifest, resolve_device,
                            save_torch, set_seed, tensor_digest, folder_lock, set_aside, CorruptStateError)
 from .data import InMemoryLoader, load_digits_images
 
@@ -485,7 +485,7 @@ def train_svae(images_or_source, # (N, C, H, W) image tensor, or 'noise' for syn
         batches = (_noise_batches(batch_size, img_size, noise_kinds, seed, start, dev) if is_noise
                    else _image_batches(images_or_source, batch_size, seed, start, dev))
         model.train()
-        bar = tqdm(range(start, steps), initial=start, total=steps, desc='train_svae', disable=not progress)
+        bar = tqdm(range(start, steps), initial=start, total=steps, desc='train_svae', disable=bar_off(progress))
         saved_at = time.monotonic()
         for step in bar:
             x = next(batches)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .core import (set_seed, resolve_device, experiment_dir, find_experiment_dirs, save_json, load_json, save_csv,
+from .core import (bar_off, set_seed, resolve_device, experiment_dir, find_experiment_dirs, save_json, load_json, save_csv,
                            tensor_digest, file_digest, data_digest, config_dict, load_state, save_state, pin_config, check_config, folder_lock, deterministic_kernels, StaleStateError, CorruptStateError, set_aside,
                            load_torch, make_manifest)
 from .dualgrad import (cosine_sim, resnet18_cifar, build_model, model_name, resolve_precision, precision_settings, training_state, restore_training_state,
@@ -186,7 +186,7 @@ def run_sweep_with_geometry(ckpt_path, # prep checkpoint with seed, final_error,
                     'geometry': list(geometry), 'checkpoint_source': Path(ckpt_path).name}
         if progress: tqdm.write(f'{branch} seed {seed}: checkpoint {Path(ckpt_path).name} (initial error {init_error:.3f}), '
                                 f'{len(grid) - len(trajectory)} of {len(grid)} λ to go')
-        bar = tqdm(grid[len(trajectory):], desc=f'{branch} seed {seed}', disable=not progress, leave=False)
+        bar = tqdm(grid[len(trajectory):], desc=f'{branch} seed {seed}', disable=bar_off(progress), leave=False)
         with deterministic_kernels(deterministic):
             for lam in bar:
                 logs = []
@@ -482,7 +482,7 @@ def control_geometry_job(config:ControlConfig, # the control run
         rows, step, start = saved['rows'], saved['step'], saved['epoch']
     with deterministic_kernels(config.deterministic):
         if step == 0 and not rows: measure()
-        for ep in tqdm(range(start, config.epochs), desc=f'control ({config.labels} labels) seed {config.seed}', leave=False, disable=not progress):
+        for ep in tqdm(range(start, config.epochs), desc=f'control ({config.labels} labels) seed {config.seed}', leave=False, disable=bar_off(progress)):
             model.train()
             for x, _, idx in loader:
                 x, idx = x.to(device, non_blocking=True), idx.to(device)

@@ -16,7 +16,7 @@ import geoprobe
 __all__ = ['W1_REACH', 'SWEEP_ONLY', 'DEMO_SETTINGS', 'DEPARTURE_REASONS', 'UsageError', 'writable_dir', 'checked_device',
            'image_tensors', 'class_names', 'autoencoder', 'conduit_readout', 'stage_settings', 'w1_experiment',
            'w1_effect', 'demo_departures', 'copy_atomic', 'demo_report', 'run_demo', 'add_config_options',
-           'config_options', 'build_parser', 'main']
+           'config_options', 'build_parser', 'start_over', 'main']
 
 # %% ../nbs/10_cli.ipynb #f5ac1b6f
 class UsageError(Exception):
@@ -395,6 +395,7 @@ def _add_common(p, out_default):
     p.add_argument('--out', default=out_default, help='output folder (created; a rerun resumes what it finished) [%(default)s]')
     p.add_argument('--device', default=None, help="'cpu', 'cuda', 'cuda:N' or 'mps' [best available]")
     p.add_argument('--quiet', action='store_true', help='no progress bars')
+    p.add_argument('--fresh', action='store_true', help='start over: move what the output folder holds aside (to OUT.old-<time>) first, then run anew')
     p.add_argument('--wait', type=_seconds, default=0, help='seconds to wait while another run holds the output folder (0: refuse at once) [%(default)s]')
 
 def _field_default(cls, name):
@@ -467,17 +468,35 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 # %% ../nbs/10_cli.ipynb #f036a79f
+def start_over(path, # an output folder
+              ) -> Path|None:
+    "Move what `path` holds to a sibling `{name}.old-{time}` (once no run holds it) and leave `path` empty; returns the old folder, or None if there was nothing."
+    from geoprobe.core import folder_lock, timestamp, LOCK_FILE
+    path = Path(path)
+    if not path.is_dir() or not any(p.name != LOCK_FILE for p in path.iterdir()): return None
+    old = path.with_name(f'{path.name}.old-{timestamp()}')
+    with folder_lock(path): path.rename(old)
+    (old/LOCK_FILE).unlink(missing_ok=True)
+    path.mkdir()
+    return old
+
 def _locked(a):
-    "The output folder's lock for the whole command (see `geoprobe.core.folder_lock`)."
+    "The output folder's lock for the whole command (see `geoprobe.core.folder_lock`), after `--fresh` moved its old contents aside."
     from geoprobe.core import folder_lock
     return folder_lock(writable_dir(a.out), wait=a.wait)
 
+def _fresh(a):
+    "With `--fresh`, start the output folder over (see `start_over`) and say where the old results went."
+    if a.fresh and (old := start_over(a.out)) is not None: print(f'--fresh: the previous contents of {a.out} are in {old}')
+
 def _cmd_demo(a):
+    _fresh(a)
     with _locked(a): report = run_demo(a.out, a.device, fast=a.fast, progress=not a.quiet)
     print(f'report: {report}')
     return 0
 
 def _cmd_readout(a):
+    _fresh(a)
     from geoprobe.readout import parse_config, config_key, format_scoreboard, ReadoutConfig
     out, device = writable_dir(a.out), checked_device(a.device)
     try:
@@ -495,6 +514,7 @@ def _cmd_readout(a):
     return 0
 
 def _cmd_sweep(a):
+    _fresh(a)
     from geoprobe.sweep import W1Config
     out, device = writable_dir(a.out), checked_device(a.device)
     settings = config_options(a, W1Config)
@@ -531,12 +551,13 @@ def main(argv:list[str]|None=None, # arguments (default: sys.argv[1:])
     if args.command is None:
         parser.print_help()
         return 0
-    from geoprobe.core import FolderBusyError
+    from geoprobe.core import FolderBusyError, StaleStateError
     from geoprobe.distributed import JobsFailedError
     try: return args.run(args)
     except (UsageError, ValueError, FileNotFoundError, KeyError, FolderBusyError, JobsFailedError, OSError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         if isinstance(e, OSError) and not isinstance(e, FileNotFoundError) and e.strerror: msg = f'{e.strerror}: {e.filename or "(a file being written)"}'
+        if isinstance(e, StaleStateError): msg = f'{msg} To start over in one step, rerun with --fresh (the old contents are kept beside the folder).'
         print(f'geoprobe {args.command}: error: {msg}', file=sys.stderr)
         return 2
 

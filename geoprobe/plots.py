@@ -101,6 +101,7 @@ def plot_geometry_by_branch(geometry_df:pd.DataFrame, # W1 geometry table (W1_ge
                             save_path=None, # PNG file or folder (e.g. the experiment's `figures/`) to save into; None: don't save
                             noise_rate:float=0.40, # label-noise rate, drawn as a reference line on the error panel
                             dpi:int=150, # resolution of the saved PNG
+                            min_logs:int=3, # a (seed, λ) point with fewer geometry logs than this is counted as thin in the title
                            ) -> Figure:
     "W1's 2×3 geometry figure, ordered vs collapse, mean ± std over seeds; c_vc dashed on the c_mc panel."
     _require(geometry_df, GEOMETRY_COLUMNS, 'geometry_df', _GEOMETRY_FIX)
@@ -129,7 +130,11 @@ def plot_geometry_by_branch(geometry_df:pd.DataFrame, # W1 geometry table (W1_ge
     _finish(axes[1, 1], 'λ', 'loss', 'Losses\n(solid $L_s$ noisy, dashed $L_v$ clean)', 8)
     _finish(axes[1, 2], 'cos(g_struct, g_value)', 'test error', 'Geometry–performance relationship\n(every seed and λ)')
     n_seeds = ', '.join(f"{short[b]}: {geometry_df.loc[geometry_df['branch'].astype(str) == b, 'seed'].nunique()} seed(s)" for b in branches)
-    fig.suptitle(f'W1 gradient geometry by branch: mean ± 1 std over seeds ({n_seeds})')
+    title = f'W1 gradient geometry by branch: mean ± 1 std over seeds ({n_seeds})'
+    if 'n_logs' in geometry_df:
+        thin = int((geometry_df['n_logs'].fillna(0) < min_logs).sum())
+        if thin: title += f'\n{thin} of {len(geometry_df)} (seed, λ) points rest on fewer than {min_logs} geometry logs: read their cosines, norms and losses with care'
+    fig.suptitle(title)
     if save_path is not None: save_figure(fig, save_path, 'W1_geometry_comparison.png', dpi)
     return fig
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn, Tensor
 
+from .core import check_whole, check_positive
+
 # %% auto #0
 __all__ = ['EAGER_NUMERICS', 'ConduitPacket', 'bl_matmul', 'bl_diag', 'scratch', 'pow2', 'ldexp_exact', 'binary_exponents',
            'faddeev_leverrier', 'sort_columns', 'starting_guesses', 'horner_monic', 'laguerre_with_telemetry',
@@ -398,11 +400,9 @@ class FLEighConduit(nn.Module):
                  fused:bool=False, # run phases 2-7 through `fused_phases` (torch.compile; meant for GPUs, compiles on first use)
                 ):
         super().__init__()
-        for name, v, least in (('laguerre_iters', laguerre_iters, 1), ('polish_iters', polish_iters, 0), ('ns_iters', ns_iters, 0)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < least: raise ValueError(f'{name} must be a whole number ≥ {least}, got {v!r}')
+        for name, v, least in (('laguerre_iters', laguerre_iters, 1), ('polish_iters', polish_iters, 0), ('ns_iters', ns_iters, 0)): check_whole(name, v, least)
         for name, v in (('friction_delta', friction_delta), ('settle_threshold', settle_threshold), ('repair_tol', repair_tol), ('sym_tol', sym_tol)):
-            if v is not None and not (isinstance(v, (int, float)) and 0 < v < float('inf')):
-                raise ValueError(f'{name} must be a positive finite number, got {v!r}')
+            if v is not None: check_positive(name, v)
         self.laguerre_iters, self.polish_iters, self.ns_iters = laguerre_iters, polish_iters, ns_iters
         self.friction_delta, self.settle_threshold, self.research = friction_delta, settle_threshold, research
         self.repair, self.repair_tol, self.sym_tol, self.fused = repair, repair_tol, sym_tol, fused

@@ -15,13 +15,14 @@ import torch
 
 # %% auto #0
 __all__ = ['DRIVE_MOUNT', 'TIMESTAMP_FORMAT', 'LOCK_FILE', 'LOCK_GRACE', 'default_device', 'resolve_device', 'bar_off',
-           'bf16_supported', 'set_seed', 'deterministic_kernels', 'tensor_digest', 'file_digest', 'data_digest',
-           'in_colab', 'mount_drive', 'default_base_dir', 'timestamp', 'find_experiment_dirs', 'experiment_dir',
-           'atomic_write', 'to_jsonable', 'make_manifest', 'manifest_path', 'load_manifest', 'save_json', 'save_csv',
-           'load_csv', 'save_torch', 'CorruptStateError', 'load_json', 'load_torch', 'object_name', 'import_object',
-           'config_dict', 'config_diff', 'StaleStateError', 'check_config', 'save_state', 'set_aside', 'load_state',
-           'pin_config', 'rng_state', 'restore_rng', 'FolderBusyError', 'remove_temp_files', 'folder_lock',
-           'config_fields', 'document_parameters', 'share_input', 'load_input']
+           'bf16_supported', 'check_whole', 'check_positive', 'set_seed', 'deterministic_kernels', 'tensor_digest',
+           'file_digest', 'data_digest', 'in_colab', 'mount_drive', 'default_base_dir', 'timestamp',
+           'find_experiment_dirs', 'experiment_dir', 'atomic_write', 'to_jsonable', 'make_manifest', 'manifest_path',
+           'load_manifest', 'save_json', 'save_csv', 'load_csv', 'save_torch', 'CorruptStateError', 'load_json',
+           'load_torch', 'object_name', 'import_object', 'config_dict', 'config_diff', 'StaleStateError',
+           'check_config', 'save_state', 'set_aside', 'load_state', 'pin_config', 'rng_state', 'restore_rng',
+           'FolderBusyError', 'remove_temp_files', 'folder_lock', 'config_fields', 'document_parameters', 'share_input',
+           'load_input']
 
 # %% ../nbs/00_core.ipynb #4844b496
 def default_device() -> torch.device:
@@ -60,6 +61,22 @@ def bf16_supported(device, # a torch.device or a string such as 'cpu' or 'cuda:0
         with torch.cuda.device(device): return torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type == 'cpu': return any(torch.cpu.get_capabilities().get(k, False) for k in ('avx512_bf16', 'amx_bf16', 'bf16', 'sve_bf16'))
     return False
+
+# %% ../nbs/00_core.ipynb #5ecab2f1
+def check_whole(name:str, # the argument's name, for the message
+                value, # what was passed
+                least:int=1, # the smallest allowed value
+               ):
+    "Refuse `value` unless it is a whole number (not a bool) of at least `least`."
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+        raise ValueError(f'{name} must be a whole number ≥ {least}, got {value!r}')
+
+def check_positive(name:str, # the argument's name, for the message
+                   value, # what was passed
+                  ):
+    "Refuse `value` unless it is a positive finite number."
+    if isinstance(value, bool) or not (isinstance(value, (int, float, np.integer, np.floating)) and 0 < value < float('inf')):
+        raise ValueError(f'{name} must be a positive finite number, got {value!r}')
 
 # %% ../nbs/00_core.ipynb #30ff4cd5
 def set_seed(seed:int, # the seed for python, numpy and torch (CPU and every CUDA device)

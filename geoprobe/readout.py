@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .core import (bar_off, resolve_device, set_seed, save_json, save_csv, load_torch, make_manifest, config_dict, share_input,
+from .core import (bar_off, check_whole, check_positive, resolve_device, set_seed, save_json, save_csv, load_torch, make_manifest, config_dict, share_input,
                            load_input, pin_config, folder_lock, StaleStateError, CorruptStateError)
 from .distributed import Job, run_jobs, job_results, DONE_FILE
 from .data import InMemoryLoader
@@ -180,10 +180,9 @@ def check_readout_settings(epochs:int, # training epochs
                            protocol:str='validated', # one of `PROTOCOLS`
                           ):
     "Refuse readout settings that cannot train, each in one line naming the argument."
-    for name, v in (('epochs', epochs), ('batch_size', batch_size)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1: raise ValueError(f'{name} must be a whole number ≥ 1, got {v!r}')
+    check_whole('epochs', epochs); check_whole('batch_size', batch_size)
     if not (isinstance(val_fraction, (int, float)) and 0 <= val_fraction < 1): raise ValueError(f'val_fraction must lie in [0, 1), got {val_fraction!r}')
-    if not (isinstance(lr, (int, float)) and 0 < lr < float('inf')): raise ValueError(f'lr must be a positive finite number, got {lr!r}')
+    check_positive('lr', lr)
     if model not in READOUT_MODELS: raise ValueError(f'model must be one of {list(READOUT_MODELS)}, got {model!r}')
     if protocol not in PROTOCOLS: raise ValueError(f'protocol must be one of {list(PROTOCOLS)}, got {protocol!r}')
 

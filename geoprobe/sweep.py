@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .core import (bar_off, set_seed, resolve_device, experiment_dir, find_experiment_dirs, save_json, load_json, save_csv,
+from .core import (bar_off, check_whole, check_positive, set_seed, resolve_device, experiment_dir, find_experiment_dirs, save_json, load_json, save_csv,
                            tensor_digest, file_digest, data_digest, config_dict, load_state, save_state, pin_config, check_config, folder_lock, deterministic_kernels, StaleStateError, CorruptStateError, set_aside,
                            load_torch, make_manifest)
-from .dualgrad import (cosine_sim, resnet18_cifar, build_model, model_name, resolve_precision, precision_settings, training_state, restore_training_state,
+from .dualgrad import (_norm, cosine_sim, resnet18_cifar, build_model, model_name, resolve_precision, precision_settings, training_state, restore_training_state,
                                inject_label_noise, train_one_epoch_with_logging, evaluate,
                                make_w1_loaders, w1_data_spec, load_w1_spec, seeded_w1_run)
 from .distributed import Job, run_jobs, job_results, DONE_FILE
@@ -95,9 +95,6 @@ def _check_grid(grid):
     bad = [float(l) for l in grid if not 0 <= l <= 1]
     if bad: raise ValueError(f'lambda values must lie in [0, 1]; got {bad}')
 
-def _whole(name, v, least=1):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < least: raise ValueError(f'{name} must be a whole number ≥ {least}, got {v!r}')
-
 def check_sweep_settings(epochs_per_lambda:int, # epochs at each λ
                          k:int, # refresh period of the cached value gradient
                          log_freq:int|None, # geometry log period (None: no logs)
@@ -105,9 +102,9 @@ def check_sweep_settings(epochs_per_lambda:int, # epochs at each λ
                          bn_updates:int=2, # BatchNorm updates per step
                         ):
     "Refuse sweep settings that would train nothing or report a meaningless number, each in one line naming the argument."
-    _whole('epochs_per_lambda', epochs_per_lambda); _whole('k', k); _whole('bn_updates', bn_updates)
-    if log_freq is not None: _whole('log_freq (None: no logs)', log_freq)
-    if not (isinstance(lr, (int, float)) and 0 < lr < float('inf')): raise ValueError(f'lr must be a positive finite number, got {lr!r}')
+    check_whole('epochs_per_lambda', epochs_per_lambda); check_whole('k', k); check_whole('bn_updates', bn_updates)
+    if log_freq is not None: check_whole('log_freq (None: no logs)', log_freq)
+    check_positive('lr', lr)
 
 def _check_labels(name, labels):
     labels = np.asarray(labels)
@@ -265,7 +262,7 @@ class W1Config:
         self.model = model_name(self.model)
         resolve_precision(self.mixed_precision, self.channels_last, 'cpu')
         check_sweep_settings(self.epochs_per_lambda, self.k, self.log_freq, self.lr, self.bn_updates)
-        _whole('batch_size', self.batch_size)
+        check_whole('batch_size', self.batch_size)
         if not 0 <= self.noise_rate <= 1: raise ValueError(f'noise_rate must lie in [0, 1], got {self.noise_rate!r}')
         for name in ('lambda_start', 'lambda_end', 'lambda_step'):
             if not np.isfinite(getattr(self, name)): raise ValueError(f'{name} must be a finite number, got {getattr(self, name)!r}')
@@ -490,7 +487,7 @@ def control_geometry_job(config:ControlConfig, # the control run
                 F.cross_entropy(model(x), train_t[idx]).backward()
                 if config.normalize:
                     grads = [p.grad for p in model.parameters() if p.grad is not None]
-                    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+                    norm = _norm(grads)
                     for g in grads: g.div_(norm + 1e-12)
                 opt.step()
                 step += 1

@@ -14,15 +14,15 @@ import pandas as pd
 import torch
 
 # %% auto #0
-__all__ = ['DRIVE_MOUNT', 'TIMESTAMP_FORMAT', 'LOCK_FILE', 'LOCK_GRACE', 'default_device', 'resolve_device', 'bar_off',
-           'bf16_supported', 'check_whole', 'check_positive', 'set_seed', 'deterministic_kernels', 'tensor_digest',
-           'file_digest', 'data_digest', 'in_colab', 'mount_drive', 'default_base_dir', 'timestamp',
+__all__ = ['DRIVE_MOUNT', 'TIMESTAMP_FORMAT', 'LOCK_FILE', 'LOCK_GRACE', 'DISPLAY_DPI', 'default_device', 'resolve_device',
+           'bar_off', 'bf16_supported', 'check_whole', 'check_positive', 'set_seed', 'deterministic_kernels',
+           'tensor_digest', 'file_digest', 'data_digest', 'in_colab', 'mount_drive', 'default_base_dir', 'timestamp',
            'find_experiment_dirs', 'experiment_dir', 'atomic_write', 'to_jsonable', 'make_manifest', 'manifest_path',
            'load_manifest', 'save_json', 'save_csv', 'load_csv', 'save_torch', 'CorruptStateError', 'load_json',
            'load_torch', 'object_name', 'import_object', 'config_dict', 'config_diff', 'StaleStateError',
            'check_config', 'save_state', 'set_aside', 'load_state', 'pin_config', 'rng_state', 'restore_rng',
            'FolderBusyError', 'remove_temp_files', 'folder_lock', 'config_fields', 'document_parameters', 'share_input',
-           'load_input']
+           'load_input', 'save_figure']
 
 # %% ../nbs/00_core.ipynb #4844b496
 def default_device() -> torch.device:
@@ -613,6 +613,20 @@ def load_input(handle:dict, # from `share_input`
         if data_digest(obj) != digest: raise StaleStateError(f"{handle['path']} no longer holds input {digest}; share the input again.")
         _INPUTS[digest] = obj
     return _INPUTS[digest]
+
+# %% ../nbs/00_core.ipynb #00b382a5
+DISPLAY_DPI = 80 # dots per inch of the figures built here, i.e. their size in a notebook; files are written at `save_figure`'s dpi
+
+def save_figure(fig, # the figure to write (a `matplotlib.figure.Figure`)
+                save_path, # a file (suffix picks the format, e.g. .png) or a folder such as an experiment's `figures/`
+                default_name:str, # file name used when `save_path` is a folder
+                dpi:int=150, # resolution of the file, as in the original W1 cell (independent of the figure's display dpi)
+               ) -> Path:
+    "Atomically write `fig` to `save_path` (or `save_path/default_name` for a folder) and return the file's path."
+    path = Path(save_path)
+    if path.is_dir() or not path.suffix: path = path/default_name
+    with atomic_write(path, 'wb') as f: fig.savefig(f, format=path.suffix.lstrip('.').lower(), dpi=dpi)
+    return path
 
 # %% ../nbs/00_core.ipynb #fc5a6db7
 document_parameters(globals())

@@ -2,7 +2,7 @@
 """Execute notebooks in place and check their committed outputs.
 
     python tools/execute_notebooks.py                      # execute every nbs/**/*.ipynb, clean, shrink images, check
-    python tools/execute_notebooks.py nbs/08_plots.ipynb   # only these notebooks
+    python tools/execute_notebooks.py nbs/09_plots.ipynb   # only these notebooks
     python tools/execute_notebooks.py --check              # only check the outputs (no execution); what CI runs
 
 Execution follows `nbdev_test`: each notebook runs in a fresh process with execnb's `CaptureShell`, from the

@@ -14,15 +14,15 @@ import pandas as pd
 import torch
 
 # %% auto #0
-__all__ = ['DRIVE_MOUNT', 'TIMESTAMP_FORMAT', 'LOCK_FILE', 'LOCK_GRACE', 'DISPLAY_DPI', 'default_device', 'resolve_device',
-           'bar_off', 'bf16_supported', 'check_whole', 'check_positive', 'set_seed', 'deterministic_kernels',
-           'tensor_digest', 'file_digest', 'data_digest', 'in_colab', 'mount_drive', 'default_base_dir', 'timestamp',
-           'find_experiment_dirs', 'experiment_dir', 'atomic_write', 'to_jsonable', 'make_manifest', 'manifest_path',
-           'load_manifest', 'save_json', 'save_csv', 'load_csv', 'save_torch', 'CorruptStateError', 'load_json',
-           'load_torch', 'object_name', 'import_object', 'config_dict', 'config_diff', 'StaleStateError',
-           'check_config', 'save_state', 'set_aside', 'load_state', 'pin_config', 'rng_state', 'restore_rng',
-           'FolderBusyError', 'remove_temp_files', 'folder_lock', 'config_fields', 'document_parameters', 'share_input',
-           'load_input', 'save_figure']
+__all__ = ['MIXED_PRECISION', 'DRIVE_MOUNT', 'TIMESTAMP_FORMAT', 'LOCK_FILE', 'LOCK_GRACE', 'DISPLAY_DPI', 'default_device',
+           'resolve_device', 'bar_off', 'bf16_supported', 'resolve_mixed_precision', 'check_whole', 'check_positive',
+           'set_seed', 'deterministic_kernels', 'tensor_digest', 'file_digest', 'data_digest', 'in_colab',
+           'mount_drive', 'default_base_dir', 'timestamp', 'find_experiment_dirs', 'experiment_dir', 'atomic_write',
+           'to_jsonable', 'make_manifest', 'manifest_path', 'load_manifest', 'save_json', 'save_csv', 'load_csv',
+           'save_torch', 'CorruptStateError', 'load_json', 'load_torch', 'object_name', 'import_object', 'config_dict',
+           'config_diff', 'StaleStateError', 'check_config', 'save_state', 'set_aside', 'load_state', 'pin_config',
+           'rng_state', 'restore_rng', 'FolderBusyError', 'remove_temp_files', 'folder_lock', 'config_fields',
+           'document_parameters', 'share_input', 'load_input', 'save_figure']
 
 # %% ../nbs/00_core.ipynb #4844b496
 def default_device() -> torch.device:
@@ -61,6 +61,24 @@ def bf16_supported(device, # a torch.device or a string such as 'cpu' or 'cuda:0
         with torch.cuda.device(device): return torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type == 'cpu': return any(torch.cpu.get_capabilities().get(k, False) for k in ('avx512_bf16', 'amx_bf16', 'bf16', 'sve_bf16'))
     return False
+
+# %% ../nbs/00_core.ipynb #3fff156d
+MIXED_PRECISION = ('off', 'on', 'auto')
+
+def resolve_mixed_precision(mixed_precision:str, # 'off' (float32, the original's), 'on' (bfloat16 autocast) or 'auto' (on where `bf16_supported`)
+                            device=None, # the device that will compute; None: check only the value
+                            name:str='mixed_precision', # the setting's name, for the messages
+                           ) -> str:
+    "What runs on `device`: 'on' or 'off' (the value itself when `device` is None)."
+    if mixed_precision not in MIXED_PRECISION:
+        raise ValueError(f"{name} must be 'off' (float32), 'on' (bfloat16 autocast) or 'auto' (bfloat16 where the hardware has it), got {mixed_precision!r}")
+    if device is None or mixed_precision == 'off': return mixed_precision
+    fast = bf16_supported(device)
+    if mixed_precision == 'on' and not fast:
+        raise ValueError(f"{name}='on' needs bfloat16 arithmetic, which {torch.device(device)} lacks (CUDA GPUs of compute capability 8.0+ and CPUs "
+                         f"with AVX512-BF16, AMX or Arm BF16 have it; elsewhere it is emulated, slower than float32); pass {name}='off' or 'auto'")
+    return 'on' if fast else 'off'
+
 
 # %% ../nbs/00_core.ipynb #5ecab2f1
 def check_whole(name:str, # the argument's name, for the message

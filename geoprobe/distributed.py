@@ -4,18 +4,19 @@
 
 # %% ../nbs/02_distributed.ipynb #88deb77f
 from __future__ import annotations
-import logging, os, socket, time, traceback
+import dataclasses, logging, os, socket, time, traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from .core import bar_off, folder_lock, import_object, load_state, save_state
+from .core import (CorruptStateError, bar_off, experiment_dir, folder_lock, import_object, load_state, load_torch, pin_config,
+                           save_state)
 
 # %% auto #0
-__all__ = ['DONE_FILE', 'ATTEMPTS_FILE', 'ENGINES', 'Job', 'job_result', 'execute_job', 'ray_available', 'start_ray', 'run_jobs',
-           'JobsFailedError', 'job_results']
+__all__ = ['DONE_FILE', 'ATTEMPTS_FILE', 'ENGINES', 'Job', 'job_result', 'execute_job', 'ray_available', 'start_ray', 'Engine',
+           'as_engine', 'run_jobs', 'JobsFailedError', 'job_results', 'saved_results', 'Experiment']
 
 # %% ../nbs/02_distributed.ipynb #fa122e65
 @dataclass
@@ -103,15 +104,16 @@ def _report(o, outcomes, i, bar, on_result):
     if on_result is not None: on_result(o)
 
 # %% ../nbs/02_distributed.ipynb #77e69ef4
-def _run_local(jobs, todo, report, **_):
+def _run_local(jobs, todo, report, engine):
     for i in todo: report(execute_job(jobs[i]), i)
 
-def _run_ray(jobs, todo, report, address=None, num_cpus=None, runtime_env=None, gpus_per_job=None, cpus_per_job=1, max_retries=3):
-    ray = start_ray(address, num_cpus, runtime_env)
-    if gpus_per_job is None: gpus_per_job = 1 if ray.cluster_resources().get('GPU', 0) > 0 else 0
-    remote = ray.remote(execute_job).options(num_cpus=cpus_per_job, num_gpus=gpus_per_job, max_retries=max_retries,
+def _run_ray(jobs, todo, report, engine):
+    ray = start_ray(engine.address, engine.num_cpus, engine.runtime_env)
+    gpus = engine.gpus_per_job
+    if gpus is None: gpus = 1 if ray.cluster_resources().get('GPU', 0) > 0 else 0
+    remote = ray.remote(execute_job).options(num_cpus=engine.cpus_per_job, num_gpus=gpus, max_retries=engine.max_retries,
                                              retry_exceptions=False)
-    pending = {remote.remote(jobs[i], max(1, int(cpus_per_job))): i for i in todo}
+    pending = {remote.remote(jobs[i], max(1, int(engine.cpus_per_job))): i for i in todo}
     try:
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
@@ -125,21 +127,37 @@ def _run_ray(jobs, todo, report, address=None, num_cpus=None, runtime_env=None, 
 
 ENGINES = {'local': _run_local, 'ray': _run_ray}
 
+@dataclass(frozen=True)
+class Engine:
+    "Where jobs run and with what: every option of `run_jobs` in one value, which an experiment passes down whole."
+    name: str = 'local' # 'local': one after another in this process; 'ray': parallel Ray workers
+    address: str|None = None # Ray only: None for a local Ray on this machine; 'auto' or 'ray://host:10001' for an existing cluster
+    gpus_per_job: float|None = None # Ray only: GPUs per job (None: 1 if the cluster has GPUs, else 0; 0.5 shares a GPU by two)
+    cpus_per_job: float = 1 # Ray only: CPUs per job; torch in the job uses that many threads
+    max_retries: int = 3 # Ray only: restarts of a job whose worker process died (jobs that raise are not retried)
+    num_cpus: int|None = None # local Ray only: CPUs it may use (None: all)
+    runtime_env: dict|None = None # Ray only: passed to `ray.init`
+
+    def __post_init__(self):
+        if self.name not in ENGINES: raise ValueError(f"engine must be one of {sorted(ENGINES)}, got {self.name!r}")
+        if self.name == 'local' and self.address is not None: raise ValueError("address is a Ray cluster address: pass engine='ray' with it")
+
+def as_engine(engine:str|Engine='local', # an engine name ('local', 'ray') or an `Engine`
+              **options, # `Engine` fields (address, gpus_per_job, cpus_per_job, ...) to set or override
+             ) -> Engine:
+    "The `Engine` that `engine` and `options` describe."
+    return dataclasses.replace(engine, **options) if isinstance(engine, Engine) else Engine(engine, **options)
+
+
 # %% ../nbs/02_distributed.ipynb #760cedf3
 def run_jobs(jobs:list[Job], # independent jobs, each with its own save_dir
-             engine:str='local', # 'local': one after another in this process; 'ray': parallel Ray workers
-             *, address=None, # Ray only: None for a local Ray on this machine; 'auto' or 'ray://…' for an existing cluster
-             gpus_per_job:float|None=None, # Ray only: GPUs per job (None: 1 if the cluster has GPUs, else 0; 0.5 shares a GPU by two)
-             cpus_per_job:float=1, # Ray only: CPUs per job; torch in the job uses that many threads
-             max_retries:int=3, # Ray only: restarts of a job whose worker process died (jobs that raise are not retried)
-             num_cpus:int|None=None, # local Ray only: CPUs it may use (None: all)
-             runtime_env:dict|None=None, # Ray only: passed to `ray.init`
-             on_result=None, # called here with each outcome as it lands
+             engine:str|Engine='local', # 'local', 'ray', or an `Engine` with its options
+             *, on_result=None, # called here, in this process, with each outcome as it lands
              progress:bool=True, # a bar over the jobs (off when the output is not a terminal), one line per landed job, one for all reused ones
+             **options, # `Engine` fields: address, gpus_per_job, cpus_per_job, max_retries, num_cpus, runtime_env
             ) -> list[dict]:
     "Run independent jobs with `engine`, skipping finished ones; outcomes in job order."
-    if engine not in ENGINES: raise ValueError(f"engine must be one of {sorted(ENGINES)}, got {engine!r}")
-    if engine == 'local' and address is not None: raise ValueError("address is a Ray cluster address: pass engine='ray' with it")
+    engine = as_engine(engine, **options)
     jobs = list(jobs)
     for what in ('name', 'save_dir'):
         seen = [str(getattr(j, what)) for j in jobs]
@@ -153,10 +171,7 @@ def run_jobs(jobs:list[Job], # independent jobs, each with its own save_dir
         if job_result(j) is not None: report(execute_job(j), i)
         else: todo.append(i)
     if bar is not None and len(todo) < len(jobs): tqdm.write(f'{len(jobs) - len(todo)} of {len(jobs)} jobs reused (finished before)')
-    if todo:
-        opts = dict(address=address, num_cpus=num_cpus, runtime_env=runtime_env, gpus_per_job=gpus_per_job,
-                    cpus_per_job=cpus_per_job, max_retries=max_retries) if engine == 'ray' else {}
-        ENGINES[engine](jobs, todo, report, **opts)
+    if todo: ENGINES[engine.name](jobs, todo, report, engine)
     if bar is not None: bar.close()
     return outcomes
 
@@ -173,6 +188,63 @@ def job_results(outcomes:list[dict], # from `run_jobs`
         raise JobsFailedError(f'{len(failed)} of {len(outcomes)} {what} failed; the others finished and are saved. '
                            f'Fix the cause and run the same call again (finished jobs are skipped):\n{lines}')
     return [o['result'] for o in outcomes]
+
+
+# %% ../nbs/02_distributed.ipynb #d287b4b8
+def saved_results(jobs_dir, # a folder of job folders
+                 ) -> dict:
+    "`{job folder name: result}` of every finished job under `jobs_dir`, in name order; damaged done-markers are passed over (their jobs run again)."
+    found = {}
+    for p in sorted(Path(jobs_dir).glob(f'*/{DONE_FILE}')):
+        try: found[p.parent.name] = load_torch(p)['result']
+        except (CorruptStateError, KeyError, TypeError): continue
+    return found
+
+class Experiment:
+    "One experiment's folder while it runs: folder rule, lock, pinned settings, inputs for workers, jobs through `run_jobs`, aggregates on the driver."
+    def __init__(self, save_dir=None, # the folder (None: by `prefix` under `base_dir`)
+                 base_dir=None, # where `{prefix}_*` folders live (None: `geoprobe.core.default_base_dir()`)
+                 prefix:str|None=None, # e.g. 'exp_W1_geometry', with save_dir None
+                 resume:bool=True, # with save_dir None: the newest `{prefix}_*` folder rather than a new one
+                 engine:str|Engine='local', # where the jobs run (see `Engine`)
+                 progress:bool=True, # bars and a line per landed job
+                ):
+        if save_dir is None and prefix is None: raise ValueError('Experiment needs a save_dir, or a prefix for a folder under base_dir')
+        self.engine, self.progress = as_engine(engine), progress
+        self.out = Path(save_dir) if save_dir is not None else experiment_dir(base_dir, prefix, resume=resume, verbose=progress)
+        self._lock = None
+
+    def __enter__(self):
+        self._lock = folder_lock(self.out); self._lock.__enter__()
+        return self
+
+    def __exit__(self, *exc): return self._lock.__exit__(*exc)
+
+    @property
+    def inputs_dir(self) -> Path|None:
+        "Where inputs are written for workers in other processes (None with the local engine)."
+        return None if self.engine.name == 'local' else self.out/'data'
+
+    def pin(self, name:str, # the settings file in the folder, e.g. 'W1_config.json'
+            settings, # what every run into this folder must share (a dict or a config dataclass)
+           ):
+        "Record `settings` on the folder's first run; refuse other settings later (`StaleStateError`, naming the fields)."
+        pin_config(self.out/name, settings)
+
+    def run(self, jobs:list[Job], # the experiment's jobs, each with a save_dir inside the folder
+            aggregate=None, # `aggregate(finished)` with `{job name: result}` so far, in job order; called here after every finished job
+            what:str='jobs', # what the jobs are, for the failure message
+            on_result=None, # also called here with each outcome, after `aggregate`
+           ) -> list:
+        "Run `jobs` with the experiment's engine, keeping the aggregates current; their results in job order (or `JobsFailedError`)."
+        order, finished = {j.name: i for i, j in enumerate(jobs)}, {}
+        def landed(o):
+            if o['status'] != 'failed':
+                finished[o['name']] = o['result']
+                if aggregate is not None: aggregate(dict(sorted(finished.items(), key=lambda kv: order[kv[0]])))
+            if on_result is not None: on_result(o)
+        return job_results(run_jobs(jobs, self.engine, on_result=landed, progress=self.progress), what)
+
 
 # %% ../nbs/02_distributed.ipynb #955027c6
 from .core import document_parameters

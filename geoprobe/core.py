@@ -581,15 +581,13 @@ def folder_lock(folder, # the experiment folder (created if missing)
 # %% ../nbs/00_core.ipynb #005fd7ef
 def config_fields(cls, # a config dataclass
                  ) -> dict:
-    "`{name: (type, default, docment)}` of a config dataclass; the docment is the comment after the field."
-    docs = {}
-    try: lines = inspect.getsource(cls).splitlines()
-    except (OSError, TypeError): lines = []
-    for line in lines:
-        m = re.match(r'\s+(\w+)\s*:[^#]*#\s*(.*)$', line)
-        if m: docs[m.group(1)] = m.group(2).strip()
-    return {f.name: (f.type, f.default if f.default is not dataclasses.MISSING else f.default_factory(), docs.get(f.name, ''))
+    "`{name: (type, default, docment)}` of a config dataclass; the docment is the comment after the field (fastcore's `docments`)."
+    from fastcore.docments import docments
+    try: docs = docments(cls)
+    except (OSError, TypeError): docs = {}
+    return {f.name: (f.type, f.default if f.default is not dataclasses.MISSING else f.default_factory(), docs.get(f.name) or '')
             for f in dataclasses.fields(cls)}
+
 
 # %% ../nbs/00_core.ipynb #d903bb4d
 def document_parameters(namespace:dict, # a module's `globals()`: its `__all__` names are documented

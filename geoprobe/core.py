@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #6868d927
 from __future__ import annotations
-import dataclasses, hashlib, importlib, inspect, json, os, pickle, platform, random, re, sys, tempfile, time, warnings
+import dataclasses, hashlib, importlib, inspect, json, os, pickle, platform, random, sys, tempfile, time, warnings
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path

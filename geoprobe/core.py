@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #6868d927
 from __future__ import annotations
-import dataclasses, hashlib, importlib, inspect, json, os, pickle, platform, random, sys, tempfile, time, warnings
+import dataclasses, errno, hashlib, importlib, inspect, json, os, pickle, platform, random, sys, tempfile, time, warnings
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -14,15 +14,16 @@ import pandas as pd
 import torch
 
 # %% auto #0
-__all__ = ['MIXED_PRECISION', 'DRIVE_MOUNT', 'TIMESTAMP_FORMAT', 'LOCK_FILE', 'LOCK_GRACE', 'DISPLAY_DPI', 'default_device',
-           'resolve_device', 'bar_off', 'bf16_supported', 'resolve_mixed_precision', 'check_whole', 'check_positive',
-           'set_seed', 'deterministic_kernels', 'tensor_digest', 'file_digest', 'data_digest', 'in_colab',
-           'mount_drive', 'default_base_dir', 'timestamp', 'find_experiment_dirs', 'experiment_dir', 'atomic_write',
-           'to_jsonable', 'make_manifest', 'manifest_path', 'load_manifest', 'save_json', 'save_csv', 'load_csv',
-           'save_torch', 'CorruptStateError', 'load_json', 'load_torch', 'object_name', 'import_object', 'config_dict',
-           'config_diff', 'StaleStateError', 'check_config', 'save_state', 'set_aside', 'load_state', 'pin_config',
-           'rng_state', 'restore_rng', 'FolderBusyError', 'remove_temp_files', 'folder_lock', 'config_fields',
-           'document_parameters', 'share_input', 'load_input', 'save_figure']
+__all__ = ['MIXED_PRECISION', 'DRIVE_MOUNT', 'TIMESTAMP_FORMAT', 'NO_SPACE', 'LOCK_FILE', 'LOCK_GRACE', 'DISPLAY_DPI',
+           'default_device', 'resolve_device', 'bar_off', 'bf16_supported', 'resolve_mixed_precision', 'check_whole',
+           'check_positive', 'set_seed', 'deterministic_kernels', 'tensor_digest', 'file_digest', 'data_digest',
+           'in_colab', 'mount_drive', 'default_base_dir', 'timestamp', 'find_experiment_dirs', 'experiment_dir',
+           'write_failed', 'atomic_write', 'to_jsonable', 'make_manifest', 'manifest_path', 'load_manifest',
+           'save_json', 'save_csv', 'load_csv', 'save_torch', 'CorruptStateError', 'load_json', 'load_torch',
+           'object_name', 'import_object', 'config_dict', 'config_diff', 'StaleStateError', 'check_config',
+           'save_state', 'set_aside', 'load_state', 'pin_config', 'rng_state', 'restore_rng', 'FolderBusyError',
+           'remove_temp_files', 'folder_lock', 'config_fields', 'document_parameters', 'share_input', 'load_input',
+           'save_figure']
 
 # %% ../nbs/00_core.ipynb #4844b496
 def default_device() -> torch.device:
@@ -264,6 +265,16 @@ _UMASK = _read_umask()  # read once at import: os.umask can only be read by sett
 
 def _current_umask() -> int: return _UMASK
 
+NO_SPACE = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT) # a full disk, a file-size limit (`ulimit -f`), a quota
+
+def write_failed(path, # the file that could not be written
+                 reason:str, # what the system said, e.g. 'No space left on device'
+                 code:int=errno.ENOSPC, # the errno
+                ) -> OSError:
+    "The one error of a save that ran out of space: it names the file and the fix, and says that nothing was half-written."
+    return OSError(code, f'could not write ({reason}; is the disk full?) — the previous version of the file is unchanged; '
+                         f'free some space and run again, finished work is kept', str(path))
+
 @contextmanager
 def atomic_write(path, # the file to (re)write
                  mode:str='w', # 'w' for text, 'wb' for bytes
@@ -278,9 +289,11 @@ def atomic_write(path, # the file to (re)write
             f.flush(); os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_current_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp): os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno in NO_SPACE: raise write_failed(path, e.strerror, e.errno) from None
         raise
+
 
 # %% ../nbs/00_core.ipynb #e859e347
 def to_jsonable(obj):
@@ -354,8 +367,9 @@ def save_torch(obj, # state dicts, tensors, checkpoints
     "Atomically `torch.save` `obj`; a write that fails (a full disk) is an `OSError` naming the file."
     try:
         with atomic_write(path, 'wb') as f: torch.save(obj, f)
-    except RuntimeError as e:  # torch.save reports failed writes as RuntimeError ('unexpected pos ...')
-        raise OSError(f'could not write {path} ({str(e).strip().splitlines()[0][:80]}); is the disk full?') from None
+    except RuntimeError as e:  # torch.save reports failed writes as RuntimeError ('... unexpected pos 704 vs 598')
+        first = str(e).strip().splitlines()[0]
+        raise write_failed(path, 'the file stopped short' if 'unexpected pos' in first else first[:80]) from None
     _write_manifest(path, manifest)
     return Path(path)
 

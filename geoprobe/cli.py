@@ -13,34 +13,58 @@ from .pipelines import (UsageError, writable_dir, checked_device, image_tensors,
 
 
 # %% auto #0
-__all__ = ['add_config_options', 'config_options', 'build_parser', 'start_over', 'main']
+__all__ = ['ENGINE_OPTIONS', 'add_config_options', 'config_options', 'add_engine_options', 'engine_option', 'build_parser',
+           'start_over', 'main']
 
 # %% ../nbs/11_cli.ipynb #a349bd23
 def _option_type(annotation, default):
     if default is not None: return type(default)
     return next((t for t in (int, float) if t.__name__ in str(annotation)), str)
 
+def _dest(name, prefix, rename): return prefix + (rename or {}).get(name, name)
+
 def add_config_options(parser:argparse.ArgumentParser, # the (sub)command's parser
                        cls, # a config dataclass
-                       fields, # names of the fields to offer
+                       fields=None, # names of the fields to offer (None: all)
                        choices:dict|None=None, # allowed values per field
+                       prefix:str='', # put before each option's name, e.g. 'control_' for `--control-epochs`
+                       rename:dict|None=None, # option names of fields whose name would read badly on the command line, e.g. {'name': 'engine'}
                       ):
-    "Add `--field-name` options for `fields` of `cls`, with the config's types, defaults and docments."
+    "Add `--{prefix}{field-name}` options for `fields` of `cls`, with the config's types, defaults and docments."
     from geoprobe.core import config_fields
     spec = config_fields(cls)
-    for name in fields:
+    for name in (spec if fields is None else fields):
         annotation, default, doc = spec[name]
-        flag, doc = '--' + name.replace('_', '-'), doc.replace('%', '%%')
-        if isinstance(default, bool): parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=doc)
-        else: parser.add_argument(flag, type=_option_type(annotation, default), default=default, choices=(choices or {}).get(name),
+        dest = _dest(name, prefix, rename)
+        flag, doc = '--' + dest.replace('_', '-'), doc.replace('%', '%%')
+        if isinstance(default, bool): parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=default, help=doc)
+        else: parser.add_argument(flag, dest=dest, type=_option_type(annotation, default), default=default, choices=(choices or {}).get(name),
                                   help=f'{doc} [%(default)s]')
 
 def config_options(args:argparse.Namespace, # parsed arguments
                    cls, # the config dataclass the options came from
+                   prefix:str='', # as given to `add_config_options`
+                   rename:dict|None=None, # as given to `add_config_options`
                   ) -> dict:
     "The parsed values of `cls`'s options, as keyword arguments."
     import dataclasses
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    return {f.name: getattr(args, _dest(f.name, prefix, rename)) for f in dataclasses.fields(cls) if hasattr(args, _dest(f.name, prefix, rename))}
+
+ENGINE_OPTIONS = {'name': 'engine'} # the `Engine` field whose option has another name: `--engine local|ray`
+
+def add_engine_options(parser:argparse.ArgumentParser, # the (sub)command's parser
+                      ):
+    "`--engine`, `--address`, `--gpus-per-job`, `--cpus-per-job`, `--max-retries`, `--num-cpus`: every `Engine` option a command line can hold."
+    from geoprobe.distributed import Engine, ENGINES
+    add_config_options(parser, Engine, ['name', 'address', 'gpus_per_job', 'cpus_per_job', 'max_retries', 'num_cpus'],
+                       choices={'name': sorted(ENGINES)}, rename=ENGINE_OPTIONS)
+
+def engine_option(args:argparse.Namespace, # parsed arguments of a parser with `add_engine_options`
+                 ):
+    "The `Engine` the options describe (an address without `--engine ray` is refused in one line)."
+    from geoprobe.distributed import Engine
+    return Engine(**config_options(args, Engine, rename=ENGINE_OPTIONS))
+
 
 # %% ../nbs/11_cli.ipynb #2e7f97e1
 def _seconds(text):

@@ -22,8 +22,8 @@ __all__ = ['MIXED_PRECISION', 'DRIVE_MOUNT', 'TIMESTAMP_FORMAT', 'NO_SPACE', 'LO
            'save_json', 'save_csv', 'load_csv', 'save_torch', 'CorruptStateError', 'load_json', 'load_torch',
            'object_name', 'import_object', 'config_dict', 'config_diff', 'StaleStateError', 'check_config',
            'save_state', 'set_aside', 'load_state', 'pin_config', 'rng_state', 'restore_rng', 'FolderBusyError',
-           'remove_temp_files', 'folder_lock', 'config_fields', 'document_parameters', 'share_input', 'load_input',
-           'save_figure']
+           'remove_temp_files', 'folder_lock', 'config_fields', 'document_parameters', 'config_from_dict',
+           'share_input', 'load_input', 'save_figure']
 
 # %% ../nbs/00_core.ipynb #4844b496
 def default_device() -> torch.device:
@@ -423,7 +423,8 @@ def config_dict(config, # a dataclass instance or a dict
                ) -> dict:
     "The config as JSON-ready values; functions and classes appear as 'module:name'."
     d = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)} if dataclasses.is_dataclass(config) else dict(config)
-    return to_jsonable({k: object_name(v) if callable(v) else v for k, v in d.items()})
+    nested = lambda v: dataclasses.is_dataclass(v) and not isinstance(v, type)
+    return to_jsonable({k: config_dict(v) if nested(v) else object_name(v) if callable(v) else v for k, v in d.items()})
 
 def _short_repr(v, n=60):
     r = repr(v)
@@ -615,6 +616,26 @@ def document_parameters(namespace:dict, # a module's `globals()`: its `__all__` 
         except (OSError, TypeError): continue
         if notes and 'Parameters:' not in (obj.__doc__ or ''):
             obj.__doc__ = (obj.__doc__ or '').rstrip() + '\n\nParameters:\n' + '\n'.join(f'    {k}: {v}' for k, v in notes.items())
+
+# %% ../nbs/00_core.ipynb #b9c62176
+def config_from_dict(cls, # a config dataclass
+                     d:dict, # its fields, as `config_dict` wrote them (missing ones take their defaults)
+                    ):
+    "The `cls` instance that `d` describes; nested config dataclasses are rebuilt too."
+    import typing
+    if not isinstance(d, dict): raise ValueError(f'a {cls.__name__} is read from a dict of its fields, got {type(d).__name__}')
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - set(fields))
+    if unknown: raise ValueError(f'{cls.__name__} has no field {", ".join(unknown)}; its fields are {", ".join(fields)}')
+    hints, kwargs = typing.get_type_hints(cls), {}
+    for k, v in d.items():
+        f, t = fields[k], hints.get(k)
+        default = f.default if f.default is not dataclasses.MISSING else None
+        if dataclasses.is_dataclass(t) and isinstance(v, dict): v = config_from_dict(t, v)
+        elif isinstance(default, tuple) and isinstance(v, list) or (isinstance(v, list) and t is tuple): v = tuple(v)
+        kwargs[k] = v
+    return cls(**kwargs)
+
 
 # %% ../nbs/00_core.ipynb #0c60a30d
 _INPUTS = {}

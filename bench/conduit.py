@@ -13,15 +13,7 @@ import argparse, os, sys, time
 
 import torch
 
-from geoprobe.conduit import FLEighConduit
-
-
-def gram_batch(B, n, device, seed=0):
-    "Cell-5-like Gram matrices with random orthogonal Vt and positive S, float32."
-    g = torch.Generator().manual_seed(seed)
-    Vt = torch.linalg.qr(torch.randn(B, n, n, generator=g)).Q
-    S = torch.rand(B, n, generator=g) + 0.1
-    return (Vt.mT @ torch.diag_embed(S ** 2) @ Vt).to(device)
+from geoprobe.conduit import FLEighConduit, gram_batch  # the Cell-5-like Gram matrices of the conduit's tests
 
 
 def load_reference():
@@ -63,7 +55,7 @@ def main():
           f'(on the CPU geoprobe solves the batch in min(threads, B // {FLEighConduit.min_part}) parts at once, one thread each)')
     print('reference: ' + ('geolip_core FLEighConduit' if Ref else f'not importable ({why})'))
     for B in args.batch:
-        A = gram_batch(B, args.n, device)
+        A = gram_batch(B, args.n, device=device)
         ours = FLEighConduit()
         runs = {'geoprobe FLEighConduit': lambda: ours(A), 'torch.linalg.eigh': lambda: torch.linalg.eigh(A)}
         if args.fused:

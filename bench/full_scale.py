@@ -30,9 +30,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dualgrad import original_step, plain_step  # the original W1 step, transcribed, shared with bench/dualgrad.py
-from conduit import gram_batch                  # the Cell-5-like Gram matrices bench/conduit.py times
 
-from geoprobe.conduit import FLEighConduit
+from geoprobe.conduit import FLEighConduit, gram_batch  # the Cell-5-like Gram matrices bench/conduit.py times
 from geoprobe.core import bf16_supported
 from geoprobe.data import CIFAR10_MEAN, CIFAR10_STD, InMemoryLoader, IndexedDataset
 from geoprobe.dualgrad import dual_gradient_step, resnet18_cifar, small_cnn
@@ -70,7 +69,7 @@ def fused_agreement(eager, fused):
 def bench_conduit(cfg, device, repeats, fused):
     rows, solver, fast = [], FLEighConduit().to(device), FLEighConduit(fused=True).to(device)
     for b in cfg['conduit_batches']:
-        G = gram_batch(b, 4, device)
+        G = gram_batch(b, 4, device=device)
         packet = solver(G)
         ref = torch.linalg.eigvalsh(G.double())
         err = (packet.eigenvalues.double().sort(-1).values - ref).abs().max().item()

@@ -18,7 +18,7 @@ __all__ = ['EAGER_NUMERICS', 'ConduitPacket', 'bl_matmul', 'bl_diag', 'scratch',
            'faddeev_leverrier', 'sort_columns', 'starting_guesses', 'horner_monic', 'laguerre_with_telemetry',
            'newton_polish', 'adjugate_eigenvectors', 'newton_schulz', 'rayleigh_quotients', 'sort_permutation',
            'apply_permutation', 'canonical_signs', 'check_matrix_batch', 'asymmetry', 'check_symmetric', 'path_phases',
-           'fused_phases', 'solver_pool', 'merge_parts', 'FLEighConduit']
+           'fused_phases', 'solver_pool', 'merge_parts', 'FLEighConduit', 'gram_batch']
 
 # %% ../nbs/03_conduit.ipynb #d4f44bea
 @dataclass
@@ -408,6 +408,10 @@ class FLEighConduit(nn.Module):
         self.repair, self.repair_tol, self.sym_tol, self.fused = repair, repair_tol, sym_tol, fused
         self._workspace = {}                                   # CPU scratch buffers reused between calls, one set per part
 
+    def __getstate__(self):
+        "Pickled (for a worker process, or a file) without the scratch buffers, which the next call rebuilds."
+        return {**super().__getstate__(), '_workspace': {}}
+
     cpu_threads = None   # CPU: solve the batch in this many parts at once, one intra-op thread each (None: torch's thread count)
     min_part = 4096      # CPU: the smallest part worth a thread of its own
 
@@ -477,6 +481,19 @@ class FLEighConduit(nn.Module):
             for f in ('eigenvalues', 'eigenvectors', 'char_coeffs', 'friction', 'settle', 'refinement_residual'):
                 getattr(pk, f)[nonfinite] = float('nan')
         return pk, rel
+
+# %% ../nbs/03_conduit.ipynb #901c9591
+def gram_batch(B:int, # how many matrices
+               n:int=4, # their size (Cell 5: D = 4)
+               seed:int=0, # seeds Vt and S
+               dtype:torch.dtype=torch.float32, # dtype of the result (built in float64, then cast)
+               device=None, # where the result goes (None: the CPU)
+              ) -> Tensor:
+    "Cell-5-like Gram matrices G = Vtᵀ diag(S²) Vt with random orthogonal Vt and S in (0.1, 1.1): test and benchmark data."
+    g = torch.Generator().manual_seed(seed)
+    Vt = torch.linalg.qr(torch.randn(B, n, n, generator=g, dtype=torch.float64)).Q
+    S = torch.rand(B, n, generator=g, dtype=torch.float64) + 0.1
+    return (Vt.mT @ torch.diag_embed(S ** 2) @ Vt).to(dtype=dtype, device=device)
 
 # %% ../nbs/03_conduit.ipynb #fdae80ff
 from .core import document_parameters

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_maps.ipynb #68eaa9f3
 from __future__ import annotations
-import contextlib
+import contextlib, dataclasses, shutil, tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,15 +12,18 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .core import (bar_off, check_config, config_dict, load_json, load_state, load_torch, make_manifest, resolve_device, save_state, save_torch,
-                           tensor_digest, folder_lock, set_aside, bf16_supported, CorruptStateError, StaleStateError)
+from .core import (MIXED_PRECISION, bar_off, check_config, check_whole, config_dict, import_object, load_input, load_json, load_state,
+                           load_torch, make_manifest, object_name, resolve_device, resolve_mixed_precision, save_json, save_state, save_torch,
+                           share_input, tensor_digest, folder_lock, set_aside, CorruptStateError, StaleStateError)
 from .conduit import FLEighConduit
+from .distributed import Engine, Experiment, Job, as_engine
 from .svae import extract_patches
 from .core import save_figure
 
 # %% auto #0
-__all__ = ['MIXED_PRECISION', 'MAPS_FORMAT', 'MAP_KEYS', 'gram_matrices', 'check_mixed_precision', 'check_images',
-           'conduit_maps_batch', 'conduit_settings', 'MapsConfig', 'maps_config', 'extract_conduit_maps',
+__all__ = ['MAPS_FORMAT', 'MAP_KEYS', 'SHARD_BATCHES', 'PRECISION_MODES', 'gram_matrices', 'maps_precision', 'MapsConfig',
+           'check_images', 'conduit_maps_batch', 'original_extract_conduit_maps', 'conduit_settings', 'model_key',
+           'maps_config', 'extract_conduit_maps', 'MapsShardConfig', 'maps_shard_job', 'extract_maps_as_jobs',
            'map_deviations', 'plot_conduit_maps', 'conduit_maps_viewer']
 
 # %% ../nbs/05_maps.ipynb #12aa2f6e
@@ -32,20 +35,36 @@ def gram_matrices(S:torch.Tensor, # singular values (..., D)
         raise ValueError(f'S {tuple(S.shape)} and Vt {tuple(Vt.shape)} do not match: expected (..., D) and (..., D, D)')
     return (Vt.mT * S.pow(2).unsqueeze(-2)) @ Vt
 
-# %% ../nbs/05_maps.ipynb #14abb8f0
-MIXED_PRECISION = ('off', 'decoder', 'on')
+# %% ../nbs/05_maps.ipynb #daae6186
+def maps_precision(mixed_precision:str, # 'off', 'on' or 'auto' (`geoprobe.core.MIXED_PRECISION`)
+                   bf16_decoder_only:bool, # with mixed precision on: only the decoder under bfloat16 autocast
+                   device=None, # the device that computes; None: check the values only
+                  ) -> tuple[str, bool]:
+    "`(mixed_precision, bf16_decoder_only)` as they run on `device`: 'on' or 'off', and decoder-only only where mixed precision is on."
+    if mixed_precision == 'decoder':
+        raise ValueError("mixed_precision='decoder' is now mixed_precision='on' with bf16_decoder_only=True (only the decoder in bfloat16)")
+    mixed_precision = resolve_mixed_precision(mixed_precision, device)
+    return mixed_precision, bool(bf16_decoder_only) and mixed_precision != 'off'
 
-def check_mixed_precision(mixed_precision:str, # one of MIXED_PRECISION
-                          device=None, # where the maps are computed; None: check only the value
-                         ):
-    "Refuse an unknown `mixed_precision`, or one other than 'off' on a device without bfloat16 arithmetic."
-    if mixed_precision not in MIXED_PRECISION:
-        raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION} ('off': float32 throughout; 'decoder': the decoder in bfloat16, "
-                         f"only the error map changes; 'on': the whole autoencoder in bfloat16), got {mixed_precision!r}")
-    if mixed_precision != 'off' and device is not None and not bf16_supported(device):
-        raise ValueError(f"mixed_precision={mixed_precision!r} needs bfloat16 arithmetic, which {torch.device(device)} lacks (it is on CUDA GPUs "
-                         f"of compute capability 8.0+ and CPUs with AVX512-BF16, AMX or Arm BF16; elsewhere bfloat16 is emulated, slower "
-                         f"than float32); pass mixed_precision='off' to compute in float32")
+MAPS_FORMAT = 2 # what a map cache holds: 1 the original's maps (no `format` recorded), 2 also the 'repaired' map
+
+@dataclass
+class MapsConfig:
+    "Everything besides the images that determines a set of conduit maps: the settings half of a map cache's key."
+    model: str = '' # the autoencoder's class and the `tensor_digest` of its weights, 'PatchSVAE:<16 hex digits>'
+    conduit: str = 'FLEighConduit' # the conduit's class
+    conduit_settings: dict = field(default_factory=dict) # its scalar settings (`conduit_settings`)
+    use_s: str = 'S' # 'S' (after the cross-attention, as the original) or 'S_orig' (before)
+    half: bool = False # S and settle maps stored in float16
+    mixed_precision: str = 'off' # bfloat16 autocast of the autoencoder: 'off' (float32, as the original), 'on', or 'auto' (on where the hardware has bfloat16); recorded resolved
+    bf16_decoder_only: bool = False # with mixed precision on: only the decoder in bfloat16, so S, friction and settle stay float32's (only the error map changes)
+    n_samples: int|None = None # images in the loader's dataset (None when it has no `dataset`)
+    n_batches: int = 0 # batches the loader yields
+    format: int = MAPS_FORMAT # the maps' format (`MAPS_FORMAT`); a cache in another format is refused
+
+    def __post_init__(self):
+        if self.use_s not in ('S', 'S_orig'): raise ValueError(f"use_s must be 'S' or 'S_orig', got {self.use_s!r}")
+        self.mixed_precision, self.bf16_decoder_only = maps_precision(self.mixed_precision, self.bf16_decoder_only)
 
 # %% ../nbs/05_maps.ipynb #b1f2de56
 def check_images(images:torch.Tensor, # a batch (B, C, H, W)
@@ -59,16 +78,16 @@ def check_images(images:torch.Tensor, # a batch (B, C, H, W)
 def conduit_maps_batch(model:torch.nn.Module, # a PatchSVAE (returns {'recon', 'svd': {'S', 'S_orig', 'Vt', ...}})
                        images:torch.Tensor, # (B, C, H, W) on the model's device
                        conduit:torch.nn.Module, # e.g. FLEighConduit()
-                       use_s:str='S', # 'S' (after cross-attention, as the original) or 'S_orig' (before)
-                       mixed_precision:str='off', # 'off' (float32), 'decoder' (the decoder under bfloat16 autocast) or 'on' (the whole autoencoder)
+                       use_s:str=MapsConfig.use_s, # 'S' (after cross-attention, as the original) or 'S_orig' (before)
+                       mixed_precision:str=MapsConfig.mixed_precision, # bfloat16 autocast of the autoencoder: 'off', 'on' or 'auto'
+                       bf16_decoder_only:bool=MapsConfig.bf16_decoder_only, # with mixed precision on: only the decoder under autocast
                       ) -> dict:
     "The original cell's per-batch maps: S, friction, settle (B, gh, gw, D), error (B, gh, gw, 1); and repaired (B, gh, gw), the patches the conduit repaired."
     if use_s not in ('S', 'S_orig'): raise ValueError(f"use_s must be 'S' or 'S_orig', got {use_s!r}")
-    check_mixed_precision(mixed_precision, images.device)
+    mixed_precision, decoder_only = maps_precision(mixed_precision, bf16_decoder_only, images.device)
     check_images(images)
-    decoder = {'decoder_autocast': torch.bfloat16} if mixed_precision == 'decoder' else {}
-    with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=mixed_precision == 'on'):
-        out = model(images, **decoder)
+    with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=mixed_precision == 'on' and not decoder_only):
+        out = model(images, **({'decoder_autocast': torch.bfloat16} if decoder_only else {}))
     S, Vt, recon = (t.to(images.dtype) for t in (out['svd'][use_s], out['svd']['Vt'], out['recon']))
     B, N, D = S.shape
     ps = model.patch_size
@@ -80,42 +99,52 @@ def conduit_maps_batch(model:torch.nn.Module, # a PatchSVAE (returns {'recon', '
     return {'S': grid(S), 'friction': grid(packet.friction), 'settle': grid(packet.settle),
             'error': grid((inp_p - rec_p).pow(2).mean(dim=-1)), 'repaired': packet.repaired.reshape(B, gh, gw)}
 
+# %% ../nbs/05_maps.ipynb #6c0212cd
+def original_extract_conduit_maps(model:torch.nn.Module, # the autoencoder
+                                  loader, # yields (images, labels)
+                                  conduit:torch.nn.Module, # the conduit
+                                  ps:int=4, # patch size
+                                  D:int=4, # singular values per patch
+                                 ) -> dict:
+    "The original Cell 5's extraction loop, transcribed (kept for parity tests and benchmarks): S, friction, settle, error and labels."
+    all_S, all_f, all_t, all_e, all_l = [], [], [], [], []
+    for images, labels in loader:
+        with torch.no_grad():
+            out = model(images)
+            recon, S, Vt = out['recon'], out['svd']['S'], out['svd']['Vt']
+            B, N, _ = S.shape
+            gh = gw = int(N ** 0.5)
+            inp_p, _, _ = extract_patches(images, ps); rec_p, _, _ = extract_patches(recon, ps)
+            patch_mse = (inp_p - rec_p).pow(2).mean(dim=-1)
+            G = torch.einsum('bnij,bnj,bnjk->bnik', Vt.transpose(-2, -1), S.pow(2), Vt)
+            packet = conduit(G.reshape(B * N, D, D))
+            all_S.append(S.reshape(B, gh, gw, D).cpu()); all_f.append(packet.friction.reshape(B, gh, gw, D).cpu())
+            all_t.append(packet.settle.reshape(B, gh, gw, D).cpu()); all_e.append(patch_mse.reshape(B, gh, gw, 1).cpu())
+            all_l.append(labels)
+    return {'S': torch.cat(all_S), 'friction': torch.cat(all_f), 'settle': torch.cat(all_t), 'error': torch.cat(all_e), 'labels': torch.cat(all_l)}
+
 # %% ../nbs/05_maps.ipynb #14ffbc27
 def conduit_settings(conduit:torch.nn.Module) -> dict:
     "The scalar settings of a conduit module (its iteration counts and thresholds)."
     return {k: v for k, v in sorted(vars(conduit).items()) if not k.startswith('_') and isinstance(v, (bool, int, float, str))}
 
-MAPS_FORMAT = 2 # what a map cache holds: 1 the original's maps (no `format` recorded), 2 also the 'repaired' map
-
-@dataclass
-class MapsConfig:
-    "Everything besides the images that determines a set of conduit maps: the settings half of a map cache's key."
-    model: str = '' # the autoencoder's class and the `tensor_digest` of its weights, 'PatchSVAE:<16 hex digits>'
-    conduit: str = 'FLEighConduit' # the conduit's class
-    conduit_settings: dict = field(default_factory=dict) # its scalar settings (`conduit_settings`)
-    use_s: str = 'S' # 'S' (after the cross-attention, as the original) or 'S_orig' (before)
-    half: bool = False # S and settle maps stored in float16
-    mixed_precision: str = 'off' # bfloat16 autocast of the autoencoder: 'off' (float32, as the original), 'decoder' (only the error map changes) or 'on'
-    n_samples: int|None = None # images in the loader's dataset (None when it has no `dataset`)
-    n_batches: int = 0 # batches the loader yields
-    format: int = MAPS_FORMAT # the maps' format (`MAPS_FORMAT`); a cache in another format is refused
-
-    def __post_init__(self):
-        if self.use_s not in ('S', 'S_orig'): raise ValueError(f"use_s must be 'S' or 'S_orig', got {self.use_s!r}")
-        check_mixed_precision(self.mixed_precision)
+def model_key(model:torch.nn.Module) -> str:
+    "A model's class and the digest of its weights, 'PatchSVAE:<16 hex digits>'."
+    return f'{type(model).__name__}:{tensor_digest(*model.state_dict().values())}'
 
 def maps_config(model:torch.nn.Module, # the autoencoder
                 conduit:torch.nn.Module, # the conduit
                 loader, # the images, in a fixed order
-                use_s:str='S', # 'S' or 'S_orig'
-                half:bool=False, # float16 storage of S and settle
-                mixed_precision:str='off', # 'off', 'decoder' or 'on' (see `conduit_maps_batch`)
+                use_s:str=MapsConfig.use_s, # 'S' or 'S_orig'
+                half:bool=MapsConfig.half, # float16 storage of S and settle
+                mixed_precision:str=MapsConfig.mixed_precision, # 'off', 'on' or 'auto', resolved for the model's device
+                bf16_decoder_only:bool=MapsConfig.bf16_decoder_only, # with mixed precision on: only the decoder in bfloat16
                ) -> MapsConfig:
     "The `MapsConfig` of extracting the maps of `loader`'s images with `model` and `conduit`."
-    return MapsConfig(model=f'{type(model).__name__}:{tensor_digest(*model.state_dict().values())}',
-                      conduit=type(conduit).__name__, conduit_settings=conduit_settings(conduit), use_s=use_s, half=bool(half),
-                      mixed_precision=mixed_precision, n_samples=len(loader.dataset) if hasattr(loader, 'dataset') else None,
-                      n_batches=len(loader))
+    mixed_precision, bf16_decoder_only = maps_precision(mixed_precision, bf16_decoder_only, next(model.parameters()).device)
+    return MapsConfig(model=model_key(model), conduit=type(conduit).__name__, conduit_settings=conduit_settings(conduit), use_s=use_s,
+                      half=bool(half), mixed_precision=mixed_precision, bf16_decoder_only=bf16_decoder_only,
+                      n_samples=len(loader.dataset) if hasattr(loader, 'dataset') else None, n_batches=len(loader))
 
 # %% ../nbs/05_maps.ipynb #2495f770
 MAP_KEYS = ('S', 'friction', 'settle', 'error', 'repaired', 'labels')
@@ -125,13 +154,52 @@ def _check_fixed_order(loader):
     if isinstance(sampler, torch.utils.data.RandomSampler) or getattr(loader, 'shuffle', False):
         raise ValueError('extract_conduit_maps needs a loader in a fixed order (shuffle=False): maps are matched to images by position.')
 
-def _store(maps, half):
-    if not half: return maps
-    return {k: v.half() if k in ('S', 'settle') else v for k, v in maps.items()}
+def _checked(batches):
+    "Each batch as (images, labels, digest), its images checked first (indices counted over all the batches)."
+    seen = 0
+    for batch in batches:
+        images, labels = batch[0], torch.as_tensor(batch[1])
+        check_images(images, seen); seen += len(images)
+        yield images, labels, tensor_digest(images, labels)
+
+def _check_inputs(digests, saved:list, cache:Path):
+    "Refuse, naming the first batch that differs, when the batches' digests are not those a finished cache recorded."
+    for i, d in enumerate(digests): check_config({f'batch {i}': saved[i] if i < len(saved) else None}, {f'batch {i}': d}, cache)
+
+def _maps_of_batches(model, checked, conduit, config:MapsConfig, folder:Path|None, first:int, dev) -> tuple[list, list]:
+    "The maps and digests of `_checked` batches numbered from `first`; with a `folder`, each batch's maps are saved there (part_{i:06d}.pt, keyed by the config, the index and the digest) and reused from there."
+    parts, inputs = [], []
+    with torch.no_grad():
+        for i, (images, labels, digest) in enumerate(checked, start=first):
+            inputs.append(digest)
+            part, key = folder/f'part_{i:06d}.pt' if folder is not None else None, {**config_dict(config), 'batch': i, 'inputs': digest}
+            maps = load_state(part, key, recompute=True) if part is not None else None
+            if maps is None:
+                maps = {k: v.cpu() for k, v in conduit_maps_batch(model, images.to(dev), conduit, config.use_s, config.mixed_precision, config.bf16_decoder_only).items()}
+                maps = {**maps, **({k: maps[k].half() for k in ('S', 'settle')} if config.half else {}), 'labels': labels.long().cpu()}
+                if part is not None: save_state(maps, part, key)
+            parts.append({k: maps[k] for k in MAP_KEYS})
+    return parts, inputs
+
+def _merge(parts:list) -> dict:
+    if not parts: raise ValueError('the loader yielded no batches')
+    return {k: torch.cat([p[k] for p in parts]) for k in MAP_KEYS}
 
 # %% ../nbs/05_maps.ipynb #afefa2f8
+def _add_decoder_only(cache:Path):
+    "Give the meta.json and parts of a format-2 cache written before `bf16_decoder_only` existed that field (mixed_precision 'decoder' becomes 'on' with it)."
+    for path in [cache/'meta.json', *sorted(cache.glob('part_*.pt'))]:
+        try: state = load_json(path) if path.suffix == '.json' else load_torch(path)
+        except (CorruptStateError, FileNotFoundError): continue
+        cfg = state.get('config') if isinstance(state, dict) else None
+        if not isinstance(cfg, dict) or 'bf16_decoder_only' in cfg or cfg.get('format') != MAPS_FORMAT: continue
+        decoder = cfg.get('mixed_precision') == 'decoder'
+        cfg.update(mixed_precision='on' if decoder else cfg.get('mixed_precision'), bf16_decoder_only=decoder)
+        (save_json if path.suffix == '.json' else save_torch)(state, path)
+
 def _open_cache(cache:Path, config:MapsConfig) -> dict:
     "The cache's record in meta.json, with its maps when complete (refused when made with other settings or in another format); a new, empty one for a new or damaged cache."
+    _add_decoder_only(cache)
     try: meta = load_state(cache/'meta.json', config, recompute=True)
     except StaleStateError:
         saved = load_json(cache/'meta.json')
@@ -150,61 +218,131 @@ def _open_cache(cache:Path, config:MapsConfig) -> dict:
     return meta
 
 def _finish_cache(cache:Path, maps:dict, config:MapsConfig, inputs:list[str]):
-    "Merge the parts into maps.pt, record every batch's input digest, mark the cache complete, delete the parts."
+    "Write the merged maps to maps.pt, record every batch's input digest, mark the cache complete, delete the parts (and shard jobs)."
     save_torch(maps, cache/'maps.pt', manifest=make_manifest(config=config_dict(config), inputs=inputs))
     save_state({'complete': True, 'inputs': inputs}, cache/'meta.json', config)
     for p in cache.glob('part_*.pt'): p.unlink()
+    shutil.rmtree(cache/'shards', ignore_errors=True)
 
 # %% ../nbs/05_maps.ipynb #985ca505
 def extract_conduit_maps(model:torch.nn.Module, # patch autoencoder (PatchSVAE)
                          loader, # yields (images, labels) or (images, labels, idx) in a fixed order
                          conduit:torch.nn.Module|None=None, # default: FLEighConduit()
-                         *, use_s:str='S', # 'S' (after cross-attention, as the original) or 'S_orig'
+                         *, use_s:str=MapsConfig.use_s, # 'S' (after cross-attention, as the original) or 'S_orig'
                          cache=None, # folder to save maps into and resume from (Drive in Colab)
                          device=None, # None: the model's device
-                         half:bool=False, # store S and settle maps in float16
-                         mixed_precision:str='off', # bfloat16 autocast: 'off' (float32), 'decoder' or 'on' (see `conduit_maps_batch`)
+                         half:bool=MapsConfig.half, # store S and settle maps in float16
+                         mixed_precision:str=MapsConfig.mixed_precision, # bfloat16 autocast of the autoencoder: 'off', 'on' or 'auto' (see `MapsConfig`)
+                         bf16_decoder_only:bool=MapsConfig.bf16_decoder_only, # with mixed precision on: only the decoder in bfloat16 (S, friction, settle stay float32's)
                          progress:bool=True, # show a progress bar
+                         engine:str|Engine='local', # with shard_size None, 'local' computes here in one pass; 'ray' or an `Engine`: shard jobs (see `extract_maps_as_jobs`)
+                         shard_size:int|None=None, # images per shard job, a multiple of the batch size (None: one pass here, or `SHARD_BATCHES` batches per job)
                         ) -> dict:
     "Conduit maps of every image: 'S', 'friction', 'settle' (N, gh, gw, D), 'error' (N, gh, gw, 1), 'repaired' (N, gh, gw) bool, 'labels' (N,)."
     _check_fixed_order(loader)
     conduit = conduit if conduit is not None else FLEighConduit()
     dev = resolve_device(device) if device is not None else next(model.parameters()).device
-    check_mixed_precision(mixed_precision, dev)
     model, conduit = model.to(dev).eval(), conduit.to(dev)
-    config = maps_config(model, conduit, loader, use_s, half, mixed_precision)
+    config = maps_config(model, conduit, loader, use_s, half, mixed_precision, bf16_decoder_only)
+    engine = as_engine(engine)
+    if shard_size is not None or engine.name != 'local':
+        return extract_maps_as_jobs(model, loader, conduit, config, cache, engine, shard_size, dev if engine.name == 'local' else device, progress)
     cache = Path(cache) if cache is not None else None
     with folder_lock(cache) if cache is not None else contextlib.nullcontext():
         meta = _open_cache(cache, config) if cache is not None else None
-        finished = meta is not None and meta['complete']
-        inputs, parts, seen = [], [], 0
-        with torch.no_grad():
-            for i, batch in enumerate(tqdm(loader, total=config.n_batches, desc='Conduit maps', disable=bar_off(progress))):
-                images, labels = batch[0], torch.as_tensor(batch[1])
-                check_images(images, seen); seen += len(images)
-                inputs.append(tensor_digest(images, labels))
-                if finished:
-                    saved = meta['inputs'][i] if i < len(meta['inputs']) else None
-                    check_config({f'batch {i}': saved}, {f'batch {i}': inputs[i]}, cache)
-                    continue
-                part = cache/f'part_{i:06d}.pt' if cache is not None else None
-                key = {**config_dict(config), 'batch': i, 'inputs': inputs[i]}
-                saved = load_state(part, key, recompute=True) if part is not None else None
-                if saved is not None:
-                    parts.append({k: saved[k] for k in MAP_KEYS})
-                    continue
-                maps = _store({k: v.cpu() for k, v in conduit_maps_batch(model, images.to(dev), conduit, use_s, mixed_precision).items()}, half)
-                maps['labels'] = labels.long().cpu()
-                if part is not None: save_state(maps, part, key)
-                parts.append(maps)
-        if finished: return meta['maps']
-        if not parts: raise ValueError('the loader yielded no batches')
-        maps = {k: torch.cat([p[k] for p in parts]) for k in MAP_KEYS}
+        batches = _checked(tqdm(loader, total=config.n_batches, desc='Conduit maps', disable=bar_off(progress)))
+        if meta is not None and meta['complete']:
+            _check_inputs((digest for *_, digest in batches), meta['inputs'], cache)
+            return meta['maps']
+        parts, inputs = _maps_of_batches(model, batches, conduit, config, cache, 0, dev)
+        maps = _merge(parts)
         if cache is not None: _finish_cache(cache, maps, config, inputs)
         return maps
 
+# %% ../nbs/05_maps.ipynb #c62c0120
+SHARD_BATCHES = 16 # batches per shard job when `extract_conduit_maps` gets an engine but no shard_size
+
+@dataclass
+class MapsShardConfig(MapsConfig):
+    "One shard job of a map extraction: the extraction's `MapsConfig`, the shard's batches, and the digest of their images and labels."
+    first_batch: int = 0 # index of the shard's first batch among the loader's
+    end_batch: int = 0 # one past its last batch
+    shard: str = '' # `geoprobe.core.data_digest` of the shard's (images, labels) batches
+
+def _shared_model(model:torch.nn.Module) -> dict:
+    "What a shard job rebuilds the autoencoder from: its class, its `config` and its weights."
+    if not isinstance(getattr(model, 'config', None), dict):
+        raise ValueError(f"map extraction as jobs rebuilds the autoencoder in each job from its class, its `config` dict and its weights, and a "
+                         f"{type(model).__name__} has no `config`; extract with engine='local' and shard_size=None instead")
+    return {'class': object_name(type(model)), 'config': model.config, 'weights': {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+
+def maps_shard_job(config:MapsShardConfig, # the extraction's settings and the shard's batches
+                   save_dir, # the job's folder: each batch's maps while it runs (its resume state)
+                   model:dict, # handle (`geoprobe.core.share_input`) of the autoencoder's class, config and weights
+                   batches:dict, # handle of the shard's (images, labels) batches
+                   conduit:torch.nn.Module, # the conduit
+                   device=None, # where to compute (None: the best available, a Ray job's own GPU)
+                  ) -> dict:
+    "The maps of one shard of the batches and each batch's digest, the model and the batches checked against the config's digests."
+    if batches['digest'] != config.shard: raise StaleStateError(f"batches {batches['digest']} are not the shard {config.shard} this job was made for")
+    spec = load_input(model)
+    net = import_object(spec['class'])(spec['config'])
+    net.load_state_dict(spec['weights'])
+    if model_key(net) != config.model: raise StaleStateError(f'the shared autoencoder {model_key(net)} is not the model {config.model} this job was made for')
+    dev = resolve_device(device)
+    base = MapsConfig(**{f.name: getattr(config, f.name) for f in dataclasses.fields(MapsConfig)})
+    parts, inputs = _maps_of_batches(net.to(dev).eval(), _checked(load_input(batches)), conduit.to(dev), base, Path(save_dir), config.first_batch, dev)
+    for p in Path(save_dir).glob('part_*.pt'): p.unlink()   # the job's done-marker holds the shard's maps from here on
+    return {'maps': _merge(parts), 'inputs': inputs}
+
+# %% ../nbs/05_maps.ipynb #695ed2d9
+def extract_maps_as_jobs(model:torch.nn.Module, # the autoencoder, on `device` (each job rebuilds it from its class, `config` and weights)
+                         loader, # yields (images, labels) or (images, labels, idx) in a fixed order
+                         conduit:torch.nn.Module, # the conduit
+                         config:MapsConfig, # the extraction's settings (`maps_config`)
+                         cache=None, # the cache folder, on storage every worker sees (None: a temporary one on this machine)
+                         engine:str|Engine='local', # where the shard jobs run: 'local', 'ray' or an `Engine`
+                         shard_size:int|None=None, # images per shard job, a multiple of the batch size (None: `SHARD_BATCHES` batches)
+                         device=None, # where each job computes (None: the best available where it runs)
+                         progress:bool=True, # a bar over the jobs and a line per landed job
+                        ) -> dict:
+    "`extract_conduit_maps` as shard jobs: the same maps, bit for bit, in the same cache, merged on the driver as the last shard lands."
+    batches = list(_checked(loader))
+    if not batches: raise ValueError('the loader yielded no batches')
+    size = len(batches[0][0])
+    if shard_size is not None:
+        check_whole('shard_size', shard_size)
+        if shard_size % size: raise ValueError(f'shard_size must be a multiple of the batch size {size} (shards are whole batches, so that each batch is '
+                                               f'computed as in one pass), got {shard_size}; e.g. {max(1, round(shard_size / size)) * size}')
+    per, inputs = SHARD_BATCHES if shard_size is None else shard_size // size, [digest for *_, digest in batches]
+    with (tempfile.TemporaryDirectory(prefix='geoprobe_maps_') if cache is None else contextlib.nullcontext(cache)) as folder, \
+         Experiment(folder, engine=engine, progress=progress) as ex:
+        meta = _open_cache(ex.out, config)
+        if meta['complete']:
+            _check_inputs(inputs, meta['inputs'], ex.out)
+            return meta['maps']
+        shared, jobs = [share_input(_shared_model(model), to_file=ex.inputs_dir)], []
+        for first in range(0, len(batches), per):
+            end = min(first + per, len(batches))
+            shared.append(share_input([(images, labels) for images, labels, _ in batches[first:end]], to_file=ex.inputs_dir))
+            jobs.append(Job(f'maps/{first:06d}-{end:06d}', maps_shard_job,
+                            MapsShardConfig(**dataclasses.asdict(config), first_batch=first, end_batch=end, shard=shared[-1]['digest']),
+                            str(ex.out/'shards'/f'batches_{first:06d}-{end:06d}'), dict(model=shared[0], batches=shared[-1], conduit=conduit, device=device)))
+        merged = {}
+        def merge(finished):
+            if len(finished) == len(jobs):
+                merged.update(_merge([r['maps'] for r in finished.values()]))
+                _finish_cache(ex.out, merged, config, inputs)
+        try: ex.run(jobs, aggregate=merge, what='map shards')
+        finally:
+            if ex.inputs_dir is not None: shutil.rmtree(ex.inputs_dir, ignore_errors=True)   # the copies written for other processes
+        return merged
+
 # %% ../nbs/05_maps.ipynb #9f95f098
-def map_deviations(ref:dict, # maps to compare against (e.g. mixed_precision='off')
+PRECISION_MODES = {'off': dict(mixed_precision='off'), 'on-decoder-only': dict(mixed_precision='on', bf16_decoder_only=True),
+                   'on': dict(mixed_precision='on')} # the precision modes of `extract_conduit_maps`, by name
+
+def map_deviations(ref:dict, # maps to compare against (e.g. those of mixed_precision='off')
                    maps:dict, # maps of the same images
                   ) -> dict:
     "How far `maps` are from `ref`, map by map: relative and absolute errors, correlations, the share of equal settle steps."

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_readout.ipynb #6c0475d4
 from __future__ import annotations
-import math, tempfile, time, warnings
+import math, shutil, tempfile, time, warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,19 +15,19 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .core import (bar_off, check_whole, check_positive, resolve_device, set_seed, save_json, save_csv, load_torch, make_manifest, config_dict, share_input,
-                           load_input, pin_config, folder_lock, StaleStateError, CorruptStateError)
-from .distributed import Job, run_jobs, job_results, DONE_FILE
+from .core import (bar_off, check_whole, check_positive, resolve_device, set_seed, save_json, save_csv, make_manifest, config_dict, share_input,
+                           load_input, StaleStateError)
+from .distributed import Engine, Experiment, Job, as_engine, saved_results
 from .data import InMemoryLoader
 
 # %% auto #0
 __all__ = ['CHANNEL_KEYS', 'IMAGES', 'LOG_CHANNELS', 'READOUT_MODELS', 'PROTOCOLS', 'ORIGINAL_NUM_WORKERS', 'DEFAULT_CONFIGS',
            'BASELINE_CONFIGS', 'REFERENCE_RESULTS', 'SCATTER_CONV', 'KIND_CONDUIT', 'KIND_BASELINE', 'KIND_ORIGINAL',
-           'parse_channels', 'parse_input', 'select_channels', 'channel_names', 'fit_channel_norm',
+           'parse_channels', 'parse_input', 'select_channels', 'ConduitDataset', 'channel_names', 'fit_channel_norm',
            'apply_channel_norm', 'SpatialConvClassifier', 'LinearProbe', 'ImageConvClassifier', 'stratified_split',
-           'predict', 'per_class_accuracy', 'check_readout_settings', 'check_maps', 'draw_loader_seed',
-           'OriginalLoader', 'train_and_eval', 'parse_config', 'config_key', 'readout_kind', 'is_cifar10',
-           'above_chance', 'scoreboard_table', 'format_scoreboard', 'conduit_lift', 'ReadoutConfig', 'readout_job',
+           'predict', 'per_class_accuracy', 'check_readout_settings', 'check_maps', 'ReadoutConfig', 'draw_loader_seed',
+           'OriginalLoader', 'train_and_eval', 'original_train_and_eval', 'parse_config', 'config_key', 'readout_kind',
+           'is_cifar10', 'above_chance', 'scoreboard_table', 'format_scoreboard', 'conduit_lift', 'readout_job',
            'readout_jobs', 'run_readout']
 
 # %% ../nbs/06_readout.ipynb #b1c062f9
@@ -60,6 +60,33 @@ def select_channels(maps:dict, # conduit maps in the original's layout (and the 
     if missing: raise KeyError(f'maps lack {missing}; they have {sorted(maps)}')
     if letters == IMAGES: return maps[IMAGES].float()
     return torch.cat([maps[k].float().permute(0, 3, 1, 2) for k in keys], dim=1)
+
+# %% ../nbs/06_readout.ipynb #3fb6c245
+class ConduitDataset(torch.utils.data.Dataset):
+    "The original Cell 5's per-sample dataset over precomputed maps, transcribed (kept for parity tests and benchmarks)."
+    def __init__(self, data, # maps in the original's layout: 'S', 'friction', 'settle', 'error', 'labels'
+                 channels='S', # letters, each tested with `in` as the original does
+                 augment=False, # flip a sample left-right when `torch.rand(1).item() > 0.5`
+                ):
+        self.labels = data['labels']
+        self.augment = augment
+        parts = []
+        if 'S' in channels: parts.append(data['S'].permute(0, 3, 1, 2))
+        if 'F' in channels: parts.append(data['friction'].permute(0, 3, 1, 2))
+        if 'T' in channels: parts.append(data['settle'].permute(0, 3, 1, 2))
+        if 'E' in channels: parts.append(data['error'].permute(0, 3, 1, 2))
+        self.maps = torch.cat(parts, dim=1)
+        self.n_channels = self.maps.shape[1]
+
+    def __len__(self): return len(self.labels)
+
+    def __getitem__(self, idx):
+        x = self.maps[idx]
+        label = self.labels[idx]
+        if self.augment:
+            if torch.rand(1).item() > 0.5:
+                x = x.flip(-1)
+        return x, label
 
 # %% ../nbs/06_readout.ipynb #3a66eb06
 LOG_CHANNELS = 'FE'
@@ -176,8 +203,8 @@ def check_readout_settings(epochs:int, # training epochs
                            batch_size:int, # training batch size
                            val_fraction:float, # share held out for model selection
                            lr:float, # learning rate
-                           model:str='conv', # a name in `READOUT_MODELS`
-                           protocol:str='validated', # one of `PROTOCOLS`
+                           model:str, # a name in `READOUT_MODELS`
+                           protocol:str, # one of `PROTOCOLS`
                           ):
     "Refuse readout settings that cannot train, each in one line naming the argument."
     check_whole('epochs', epochs); check_whole('batch_size', batch_size)
@@ -209,6 +236,29 @@ def check_maps(x:torch.Tensor, # stacked channels (N, C, gh, gw) from `select_ch
         raise ValueError(f'{what} hold {int(negative.sum())} negative friction or error values ({where}), which cannot be: both are sums of '
                          f'non-negative terms; recompute the maps')
 
+# %% ../nbs/06_readout.ipynb #0d6b1bf0
+@dataclass
+class ReadoutConfig:
+    "One readout run: an input, a model, a seed, the training settings and the digests of the inputs."
+    channels: str = 'SFET' # channel letters from 'SFTE', or 'images' for the raw images
+    seed: int = 0 # seeds the split, the weights and the batch order
+    model: str = 'conv' # 'conv' (SpatialConvClassifier), 'linear' (LinearProbe) or 'image_conv' (ImageConvClassifier)
+    protocol: str = 'validated' # 'validated' (select the epoch on held-out training maps) or 'original' (the original's procedure, test-selected)
+    epochs: int = 30 # training epochs (cosine schedule over them)
+    batch_size: int = 128 # training batch size
+    lr: float = 3e-4 # Adam learning rate
+    val_fraction: float = 0.1 # share of training maps held out for model selection (0: use the last epoch)
+    augment: bool = True # random horizontal flips of the training maps
+    normalize: bool = True # log + standardise channels with training statistics (False: the original's raw input)
+    n_classes: int|None = None # number of classes (None: from the labels)
+    maps: str = '' # content digest of the train and test maps the readout reads, channels and labels (filled in by `run_readout`)
+    images: str = '' # content digest of the train and test images, for the 'images' input (filled in by `run_readout`)
+
+    def __post_init__(self):
+        self.channels = parse_input(self.channels)
+        check_readout_settings(self.epochs, self.batch_size, self.val_fraction, self.lr, self.model, self.protocol)
+        if self.protocol == 'original': self.val_fraction, self.normalize = 0.0, False
+
 # %% ../nbs/06_readout.ipynb #ba4d09aa
 ORIGINAL_NUM_WORKERS = 4 # the original's DataLoader worker processes
 
@@ -220,7 +270,7 @@ class OriginalLoader:
     "The original's training batches, drawn from torch's global generator as its `DataLoader(shuffle=True, drop_last=True)` draws them."
     def __init__(self, x:torch.Tensor, # training inputs (N, C, H, W)
                  y:torch.Tensor, # labels (N,), on the device of `x`
-                 batch_size:int=128, # samples per batch
+                 batch_size:int=ReadoutConfig.batch_size, # samples per batch
                  flip:bool=True, # random horizontal flip per sample (the original's `augment=True`)
                  num_workers:int=ORIGINAL_NUM_WORKERS, # the DataLoader's worker processes, whose generators make the flips (0: the global one)
                  drop_last:bool=True, # drop the last incomplete batch
@@ -245,25 +295,25 @@ class OriginalLoader:
 def train_and_eval(train_maps:dict, # conduit maps of the training images (original's layout; the images under 'images')
                    test_maps:dict, # conduit maps of the test images
                    channels:str, # channel letters, e.g. 'SF', or 'images'
-                   *, model:str='conv', # the network, a name in `READOUT_MODELS`: 'conv', 'linear' or 'image_conv'
-                   protocol:str='validated', # 'validated': select the epoch on held-out training maps; 'original': the original's procedure
-                   epochs:int=30, # training epochs (cosine schedule over them)
-                   batch_size:int=128, # training (and evaluation) batch size
-                   lr:float=3e-4, # Adam learning rate
-                   seed:int=0, # seeds the split, the weights and the batch order
-                   val_fraction:float=0.1, # share of training maps held out for model selection (0: use the last epoch); 'original': 0
-                   augment:bool=True, # random horizontal flips of the training maps
-                   normalize:bool=True, # log + standardise channels with training statistics; 'original': False (raw input)
-                   n_classes:int|None=None, # number of classes (default: from the labels)
+                   *, model:str=ReadoutConfig.model, # the network, a name in `READOUT_MODELS`: 'conv', 'linear' or 'image_conv'
+                   protocol:str=ReadoutConfig.protocol, # 'validated': select the epoch on held-out training maps; 'original': the original's procedure
+                   epochs:int=ReadoutConfig.epochs, # training epochs (cosine schedule over them)
+                   batch_size:int=ReadoutConfig.batch_size, # training (and evaluation) batch size
+                   lr:float=ReadoutConfig.lr, # Adam learning rate
+                   seed:int=ReadoutConfig.seed, # seeds the split, the weights and the batch order
+                   val_fraction:float=ReadoutConfig.val_fraction, # share of training maps held out for model selection (0: use the last epoch); 'original': 0
+                   augment:bool=ReadoutConfig.augment, # random horizontal flips of the training maps
+                   normalize:bool=ReadoutConfig.normalize, # log + standardise channels with training statistics; 'original': False (raw input)
+                   n_classes:int|None=ReadoutConfig.n_classes, # number of classes (None: from the labels)
                    device=None, # where to train (None: best available)
                    progress:bool=False, # show a per-epoch progress bar
                   ) -> dict:
     "Train `model` on `channels`; select the epoch on validation data, test every epoch; report both the selected and the best test accuracy."
     t0 = time.time()
-    check_readout_settings(epochs, batch_size, val_fraction, lr, model, protocol)
-    if protocol == 'original': val_fraction, normalize = 0.0, False
+    run = ReadoutConfig(channels, seed=seed, model=model, protocol=protocol, epochs=epochs, batch_size=batch_size, lr=lr, val_fraction=val_fraction,
+                        augment=augment, normalize=normalize, n_classes=n_classes)
+    letters, val_fraction, normalize = run.channels, run.val_fraction, run.normalize
     dev = resolve_device(device)
-    letters = parse_input(channels)
     x_all, y_all = select_channels(train_maps, letters), torch.as_tensor(train_maps['labels'])
     x_test, y_test = select_channels(test_maps, letters), torch.as_tensor(test_maps['labels'])
     names = channel_names(train_maps, letters)
@@ -319,6 +369,62 @@ def train_and_eval(train_maps:dict, # conduit maps of the training images (origi
             'per_class': per_class_accuracy(pred, y_test, n_classes), 'time_s': time.time() - t0, 'history': history,
             'settings': dict(model=model, protocol=protocol, epochs=epochs, batch_size=batch_size, lr=lr, val_fraction=val_fraction,
                              augment=augment, normalize=normalize, device=str(dev), n_train=len(y_tr), n_val=len(y_val), n_test=len(y_test))}
+
+# %% ../nbs/06_readout.ipynb #f4dd54f6
+def original_train_and_eval(train_data:dict, # maps of the training images in the original's layout
+                            test_data:dict, # maps of the test images
+                            channels:str, # letters from 'SFTE', tested with `in` as the original does
+                            epochs:int=ReadoutConfig.epochs, # training epochs
+                            batch_size:int=ReadoutConfig.batch_size, # batch size of both loaders
+                            lr:float=ReadoutConfig.lr, # Adam learning rate
+                            seed:int=ReadoutConfig.seed, # the one `torch.manual_seed` before anything is drawn
+                            n_classes:int=10, # the original's ten classes
+                           ) -> dict:
+    "The original Cell 5's training loop, transcribed (kept for parity tests and benchmarks; CPU, no pin_memory, no printing, one torch.manual_seed)."
+    torch.manual_seed(seed)
+    train_ds = ConduitDataset(train_data, channels, augment=True)
+    test_ds = ConduitDataset(test_data, channels, augment=False)
+    n_ch = train_ds.n_channels
+    tr_loader = torch.utils.data.DataLoader(train_ds, batch_size=batch_size, shuffle=True, num_workers=ORIGINAL_NUM_WORKERS, drop_last=True)
+    te_loader = torch.utils.data.DataLoader(test_ds, batch_size=batch_size, shuffle=False, num_workers=ORIGINAL_NUM_WORKERS)
+    model = SpatialConvClassifier(n_ch, n_classes)
+    n_params = sum(p.numel() for p in model.parameters())
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    best_acc = 0
+    history = []
+    for epoch in range(1, epochs + 1):
+        model.train()
+        correct, total = 0, 0
+        for x, y in tr_loader:
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            correct += (logits.argmax(-1) == y).sum().item()
+            total += len(y)
+        sched.step()
+        train_acc = correct / total
+        model.eval()
+        tc, tt = 0, 0
+        pcc = torch.zeros(n_classes)
+        pct = torch.zeros(n_classes)
+        with torch.no_grad():
+            for x, y in te_loader:
+                preds = model(x).argmax(-1)
+                tc += (preds == y).sum().item()
+                tt += len(y)
+                for c in range(n_classes):
+                    m = y == c
+                    pcc[c] += (preds[m] == y[m]).sum().item()
+                    pct[c] += m.sum().item()
+        test_acc = tc / tt
+        if test_acc > best_acc:
+            best_acc = test_acc
+        history.append({'train_acc': train_acc, 'test_acc': test_acc})
+    pca = pcc / (pct + 1e-8)
+    return {'best_acc': best_acc, 'params': n_params, 'per_class': pca.tolist(), 'history': history}
 
 # %% ../nbs/06_readout.ipynb #7a7d2612
 DEFAULT_CONFIGS = (('S', 'Eigenvalues (S) only — 4ch'), ('F', 'Friction only — 4ch'), ('E', 'Release error only — 1ch'),
@@ -429,29 +535,6 @@ def conduit_lift(records:list[dict], # results of `train_and_eval`
         lift['best_test_vs_scatter_conv'] = df.groupby('channels')['best_test_acc'].mean().reindex(lift.index) - scatter
     return lift.sort_values('lift_mean', ascending=False)
 
-# %% ../nbs/06_readout.ipynb #ecd7e05d
-@dataclass
-class ReadoutConfig:
-    "One readout run: an input, a model, a seed, the training settings and the digests of the inputs."
-    channels: str = 'SFET' # channel letters from 'SFTE', or 'images' for the raw images
-    seed: int = 0 # seeds the split, the weights and the batch order
-    model: str = 'conv' # 'conv' (SpatialConvClassifier), 'linear' (LinearProbe) or 'image_conv' (ImageConvClassifier)
-    protocol: str = 'validated' # 'validated' (select the epoch on held-out training maps) or 'original' (the original's procedure, test-selected)
-    epochs: int = 30 # training epochs (cosine schedule over them)
-    batch_size: int = 128 # training batch size
-    lr: float = 3e-4 # Adam learning rate
-    val_fraction: float = 0.1 # share of training maps held out for model selection (0: use the last epoch)
-    augment: bool = True # random horizontal flips of the training maps
-    normalize: bool = True # log + standardise channels with training statistics (False: the original's raw input)
-    n_classes: int|None = None # number of classes (None: from the labels)
-    maps: str = '' # content digest of the train and test maps the readout reads, channels and labels (filled in by `run_readout`)
-    images: str = '' # content digest of the train and test images, for the 'images' input (filled in by `run_readout`)
-
-    def __post_init__(self):
-        self.channels = parse_input(self.channels)
-        check_readout_settings(self.epochs, self.batch_size, self.val_fraction, self.lr, self.model, self.protocol)
-        if self.protocol == 'original': self.val_fraction, self.normalize = 0.0, False
-
 # %% ../nbs/06_readout.ipynb #53bca0d8
 def readout_job(config:ReadoutConfig, # what to train
                 save_dir, # the job's folder (one run has no state to resume inside it)
@@ -480,20 +563,19 @@ def readout_jobs(train_maps:dict, # conduit maps of the training images
                  configs, # (config, name) pairs, config '[model:]input'
                  seeds, # seeds of every config
                  folder, # jobs go to folder/{config}-seed{seed} (':' written as '-')
-                 engine:str='local', # 'local' or 'ray' (then the inputs are also written to folder, for the workers)
+                 inputs_dir=None, # where to write the inputs for workers in other processes (an `Experiment`'s `inputs_dir`; None: in memory)
                  device=None, # where to train (None: best available)
                  images=None, # (train_images, test_images) in the order of the maps, (N, C, H, W): the 'images' input
                  **settings, # `ReadoutConfig` fields: protocol, epochs, batch_size, lr, val_fraction, augment, normalize, n_classes
                 ) -> list[Job]:
     "One `readout_job` per (config, seed), all reading one shared copy of the maps (and of the images)."
     specs = [parse_config(c) for c, _ in configs]
-    to_file = Path(folder) if engine != 'local' else None
     read = lambda m: {k: v for k, v in m.items() if k in (*CHANNEL_KEYS.values(), 'labels')}   # what the readout reads
-    maps = share_input({'train': read(train_maps), 'test': read(test_maps)}, to_file=to_file)
+    maps = share_input({'train': read(train_maps), 'test': read(test_maps)}, to_file=inputs_dir)
     imgs = None
     if any(ch == IMAGES for _, ch in specs):
         if images is None: raise ValueError("a config reads the raw images ('images'): pass images=(train_images, test_images)")
-        imgs = share_input({'train': images[0], 'test': images[1]}, to_file=to_file)
+        imgs = share_input({'train': images[0], 'test': images[1]}, to_file=inputs_dir)
     return [Job(_record_key(m, ch, s), readout_job,
                 ReadoutConfig(ch, s, model=m, maps=maps['digest'], images=imgs['digest'] if ch == IMAGES else '', **settings),
                 str(Path(folder)/f"{config_key(m, ch).replace(':', '-')}-seed{s}"),
@@ -502,12 +584,7 @@ def readout_jobs(train_maps:dict, # conduit maps of the training images
 # %% ../nbs/06_readout.ipynb #0995b05c
 def _saved_records(jobs_dir) -> dict:
     "The records of every finished run under `jobs_dir`, by '{config}/seed{seed}'."
-    records = {}
-    for p in sorted(Path(jobs_dir).glob(f'*/{DONE_FILE}')):
-        try: r = load_torch(p)['result']
-        except CorruptStateError: continue
-        records[_record_key(r['model'], r['channels'], r['seed'])] = r
-    return records
+    return {_record_key(r['model'], r['channels'], r['seed']): r for r in saved_results(jobs_dir).values()}
 
 def run_readout(train_maps:dict, # conduit maps of the training images
                 test_maps:dict, # conduit maps of the test images
@@ -519,8 +596,8 @@ def run_readout(train_maps:dict, # conduit maps of the training images
                 baselines:bool=False, # also train `BASELINE_CONFIGS` (linear probes; the conv net on raw images when `images` are given)
                 images=None, # (train_images, test_images), (N, C, H, W) in the order of the maps: the input of the image baseline
                 verbose:bool=True, # progress over the runs, a line per run and the printed scoreboard
-                engine:str='local', # 'local' (one after another here) or 'ray' (parallel workers, see `geoprobe.distributed`)
-                address=None, # with engine='ray': None for a local Ray, 'auto' or 'ray://…' for a cluster
+                engine:str|Engine='local', # 'local' (one after another here), 'ray' (parallel workers), or an `Engine` with its options (gpus_per_job, ...)
+                address=None, # with engine='ray': None for a local Ray, 'auto' or 'ray://…' for a cluster (sets the `Engine`'s address)
                 device=None, # where to train (None: best available)
                 **settings, # `ReadoutConfig` fields: protocol, epochs, batch_size, lr, val_fraction, augment, normalize, n_classes
                ) -> pd.DataFrame:
@@ -530,18 +607,20 @@ def run_readout(train_maps:dict, # conduit maps of the training images
     for c, n in configs: keyed.setdefault(config_key(*parse_config(c)), n)
     configs = list(keyed.items())
     if not configs or not len(seeds): raise ValueError('run_readout needs at least one config and one seed')
-    with tempfile.TemporaryDirectory(prefix='geoprobe_readout_') as scratch:
-        folder = Path(save_dir) if save_dir is not None else Path(scratch)
-        with folder_lock(folder):
-            jobs = readout_jobs(train_maps, test_maps, configs, seeds, folder/'jobs', engine, device, images, **settings)
-            shared = {k: v for k, v in config_dict(jobs[0].config).items() if k not in ('channels', 'seed', 'model', 'images')}
-            pin_config(folder/'readout_config.json', shared)
-            def landed(o):
-                if o['status'] != 'failed' and save_dir is not None:
-                    save_json({'records': _saved_records(folder/'jobs')}, folder/'readout_records.json', manifest=make_manifest(config=shared))
-            results = job_results(run_jobs(jobs, engine, address=address, on_result=landed, progress=verbose), 'readout runs')
-            board = scoreboard_table(results, configs, class_names, dataset)
-            if save_dir is not None: save_csv(board, folder/'scoreboard.csv', manifest=make_manifest(config=shared))
+    engine = as_engine(engine, **({} if address is None else {'address': address}))
+    with tempfile.TemporaryDirectory(prefix='geoprobe_readout_') as scratch, \
+         Experiment(save_dir if save_dir is not None else scratch, engine=engine, progress=verbose) as ex:
+        jobs = readout_jobs(train_maps, test_maps, configs, seeds, ex.out/'jobs', ex.inputs_dir, device, images, **settings)
+        shared = {k: v for k, v in config_dict(jobs[0].config).items() if k not in ('channels', 'seed', 'model', 'images')}
+        ex.pin('readout_config.json', shared)
+        def records(finished):
+            if save_dir is not None:
+                save_json({'records': _saved_records(ex.out/'jobs')}, ex.out/'readout_records.json', manifest=make_manifest(config=shared))
+        try: results = ex.run(jobs, aggregate=records, what='readout runs')
+        finally:
+            if ex.inputs_dir is not None: shutil.rmtree(ex.inputs_dir, ignore_errors=True)   # the copies written for other processes
+        board = scoreboard_table(results, configs, class_names, dataset)
+        if save_dir is not None: save_csv(board, ex.out/'scoreboard.csv', manifest=make_manifest(config=shared))
     if verbose:
         names = dict(configs)
         for j, r in zip(jobs, results):

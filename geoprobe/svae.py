@@ -14,15 +14,16 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .core import (bar_off, atomic_write, check_config, config_dict, default_base_dir, load_torch, make_manifest, resolve_device,
-                           save_torch, set_seed, tensor_digest, folder_lock, set_aside, CorruptStateError)
+                           save_torch, set_seed, tensor_digest, folder_lock, set_aside, share_input, load_input, CorruptStateError, StaleStateError)
 from .data import InMemoryLoader, load_digits_images
+from .distributed import DONE_FILE, Engine, Experiment, Job
 
 # %% auto #0
-__all__ = ['ARCH_KEYS', 'FRECKLES_V40_CONFIG', 'HF_REPO', 'NOISE_KINDS', 'extract_patches', 'stitch_patches', 'gram_svd',
-           'SpectralCrossAttention', 'svae_arch', 'BoundarySmooth', 'residual_mlp', 'PatchSVAE', 'save_svae_checkpoint',
-           'check_svae_checkpoint', 'load_svae', 'svae_cache_dir', 'fetch_svae_checkpoint', 'noise_fields',
-           'reconstruction_mse', 'SVAETrainConfig', 'train_svae', 'small_svae_config', 'small_svae',
-           'pretrained_or_train']
+__all__ = ['ARCH_KEYS', 'FRECKLES_V40_CONFIG', 'HF_REPO', 'NOISE_KINDS', 'SMALL_SVAE_TRAINING', 'extract_patches',
+           'stitch_patches', 'gram_svd', 'SpectralCrossAttention', 'svae_arch', 'BoundarySmooth', 'residual_mlp',
+           'PatchSVAE', 'save_svae_checkpoint', 'check_svae_checkpoint', 'load_svae', 'svae_cache_dir',
+           'fetch_svae_checkpoint', 'noise_fields', 'reconstruction_mse', 'SVAETrainConfig', 'default_val_images',
+           'train_svae', 'small_svae_config', 'svae_job', 'small_svae', 'pretrained_or_train']
 
 # %% ../nbs/04_svae.ipynb #2386789f
 def extract_patches(images:torch.Tensor, # (B, C, H, W) images
@@ -418,17 +419,26 @@ class SVAETrainConfig:
         else: self.img_size, self.noise_kinds = None, None
 
 # %% ../nbs/04_svae.ipynb #c3cd2113
+def default_val_images(images_or_source, # (N, C, H, W) training images, or 'noise'
+                       img_size:int=SVAETrainConfig.img_size, # size of the noise fields
+                       noise_kinds=None, # NOISE_KINDS names of the noise fields (None: all 16)
+                       seed:int=SVAETrainConfig.seed, # the run's seed
+                      ) -> torch.Tensor:
+    "`train_svae`'s held-out images when none are given: 64 fixed noise fields (seeded by `seed`), or the first 64 training images."
+    if isinstance(images_or_source, str): return noise_fields(64, img_size, noise_kinds, torch.Generator().manual_seed(seed + 12345))[0]
+    return images_or_source[:64]
+
 def train_svae(images_or_source, # (N, C, H, W) image tensor, or 'noise' for synthetic noise fields
                config:dict, # architecture (see `svae_arch`), e.g. `small_svae_config()` or FRECKLES_V40_CONFIG
-               steps:int=500, # optimizer steps in total (a resumed run counts the steps already done)
-               batch_size:int=32, # images per step
-               lr:float=2e-3, # peak Adam learning rate (cosine decay to 0 over `steps`)
+               steps:int=SVAETrainConfig.steps, # optimizer steps in total (a resumed run counts the steps already done)
+               batch_size:int=SVAETrainConfig.batch_size, # images per step
+               lr:float=SVAETrainConfig.lr, # peak Adam learning rate (cosine decay to 0 over `steps`)
                ckpt_dir=None, # folder for last.pt / best.pt; None: no checkpoints, no resume
                save_every:int=100, # steps between checkpoints with a validation MSE (and best.pt)
                save_seconds:float=60, # also save last.pt whenever this many seconds passed since the last save
                resume:bool=True, # continue from ckpt_dir/last.pt when it exists (refused when it belongs to another run)
-               seed:int=0, # seeds the initial weights, the image order and the noise
-               img_size:int=64, # size of the noise fields
+               seed:int=SVAETrainConfig.seed, # seeds the initial weights, the image order and the noise
+               img_size:int=SVAETrainConfig.img_size, # size of the noise fields
                noise_kinds=None, # NOISE_KINDS names to train on; None: all 16
                val_images:torch.Tensor|None=None, # held-out images for test_mse; None: 64 fixed noise fields, or the first 64 training images
                device=None, # where to train; None: the best available
@@ -444,9 +454,7 @@ def train_svae(images_or_source, # (N, C, H, W) image tensor, or 'noise' for syn
     if batch_size < 1: raise ValueError(f'batch_size must be at least 1, got {batch_size}')
     if not is_noise and len(images_or_source) == 0: raise ValueError('images_or_source holds no images')
     if not is_noise: extract_patches(images_or_source[:1], svae_arch(config)['patch_size'], svae_arch(config)['channels'])
-    if val_images is None:
-        val_images = (noise_fields(64, img_size, noise_kinds, torch.Generator().manual_seed(seed + 12345))[0] if is_noise
-                      else images_or_source[:64])
+    if val_images is None: val_images = default_val_images(images_or_source, img_size, noise_kinds, seed)
     run = SVAETrainConfig(arch=config, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                           data='noise' if is_noise else tensor_digest(images_or_source), img_size=img_size,
                           noise_kinds=noise_kinds, val_data=tensor_digest(val_images))
@@ -508,33 +516,64 @@ def small_svae_config() -> dict:
     "A 32k-parameter PatchSVAE (V=16, D=4, 4×4 patches, hidden 64) that trains on a CPU in about a minute."
     return dict(V=16, D=4, patch_size=4, hidden=64, depth=1, n_cross_layers=2)
 
-def small_svae(steps:int=600, # training steps (about 0.1 s each on 2 idle CPU cores)
+SMALL_SVAE_TRAINING = dict(steps=600, batch_size=16) # `small_svae`'s training: 600 steps of 16 images (about 0.1 s a step on 2 idle CPU cores)
+
+def svae_job(config:SVAETrainConfig, # the run: its settings and the digests of its images
+             save_dir, # the run's folder: last.pt and best.pt, its resumable state
+             images:dict|None=None, # handle of the training images (`geoprobe.core.share_input`); None for noise fields
+             val_images:dict|None=None, # handle of the held-out images; None: `default_val_images`
+             **options, # `train_svae`'s run-time settings: device, progress, save_every, save_seconds, callback
+            ) -> dict:
+    "One `train_svae` run as a job (`geoprobe.distributed.Job`): the config's run on the shared images, checked against its digests; returns the final step, held-out MSE and checkpoint."
+    if (images['digest'] if images else 'noise') != config.data:
+        raise StaleStateError(f"images {images and images['digest']} are not the training data {config.data!r} this job was made for")
+    val = load_input(val_images) if val_images else None
+    if val is not None and val_images['digest'] != config.val_data:
+        raise StaleStateError(f"held-out images {val_images['digest']} are not the ones ({config.val_data}) this job was made for")
+    noise = {} if images else dict(img_size=config.img_size, noise_kinds=config.noise_kinds)
+    _, history = train_svae(load_input(images) if images else 'noise', config.arch, steps=config.steps, batch_size=config.batch_size, lr=config.lr,
+                            seed=config.seed, val_images=val, ckpt_dir=save_dir, **noise, **options)
+    final = [h for h in history if 'val_mse' in h][-1]
+    return {'step': final['step'], 'val_mse': final['val_mse'], 'checkpoint': str(Path(save_dir)/'last.pt')}
+
+# %% ../nbs/04_svae.ipynb #1420bc7d
+def _rerun_if_damaged(folder:Path):
+    "Forget the finished run in `folder` when its last.pt is missing or damaged (set aside), so that its job trains it again."
+    try: load_torch(folder/'last.pt')
+    except (FileNotFoundError, CorruptStateError) as e:
+        if isinstance(e, CorruptStateError): set_aside(folder/'last.pt')
+        (folder/DONE_FILE).unlink(missing_ok=True)
+
+def small_svae(steps:int=SMALL_SVAE_TRAINING['steps'], # training steps
                source:str='digits', # 'digits' (64×64 training split of `load_digits_images`) or 'noise'
                cache_dir=None, # None: `svae_cache_dir()`
-               seed:int=0, # training seed
-               batch_size:int=16, # images per step
-               device=None, # where the returned model lives (training runs there too)
+               seed:int=SVAETrainConfig.seed, # training seed
+               batch_size:int=SMALL_SVAE_TRAINING['batch_size'], # images per step
+               device=None, # where the returned model lives (training runs there too; None: the best available, a Ray job's own GPU)
                progress:bool=True, # tqdm bar while training
+               engine:str|Engine='local', # where the training job runs: 'local' (here), 'ray', or an `Engine` (e.g. on a cluster's GPU)
               ) -> tuple[PatchSVAE, dict]:
-    "The small PatchSVAE trained on `source`, loaded from the cache when it was trained before; returns `(model, config)`."
+    "The small PatchSVAE trained on `source` (a job in the cache folder), loaded from the cache when it was trained before; returns `(model, config)`."
     if source not in ('digits', 'noise'): raise ValueError(f"source must be 'digits' or 'noise', got {source!r}")
-    cfg = small_svae_config()
-    key = hashlib.sha1(json.dumps([cfg, steps, source, seed, batch_size], sort_keys=True).encode()).hexdigest()[:10]
-    folder = svae_cache_dir(cache_dir)/f'small_{source}_{steps}steps_seed{seed}_{key}'
-    last = folder/'last.pt'
-    try: done = last.is_file() and load_torch(last).get('step') == steps
-    except CorruptStateError: done = False   # train_svae sets the damaged file aside and trains it again
-    if not done:
-        data = load_digits_images(size=64, split='train')[0] if source == 'digits' else 'noise'
-        val = load_digits_images(size=64, split='test')[0] if source == 'digits' else None
-        train_svae(data, cfg, steps=steps, batch_size=batch_size, ckpt_dir=folder, seed=seed, val_images=val,
-                   device=device, progress=progress)
-    return load_svae(last, device=device)
+    arch = small_svae_config()
+    key = hashlib.sha1(json.dumps([arch, steps, source, seed, batch_size], sort_keys=True).encode()).hexdigest()[:10]
+    data = load_digits_images(size=64, split='train')[0] if source == 'digits' else 'noise'
+    val = load_digits_images(size=64, split='test')[0] if source == 'digits' else default_val_images('noise', seed=seed)
+    with Experiment(svae_cache_dir(cache_dir), engine=engine, progress=False) as ex:
+        folder = ex.out/f'small_{source}_{steps}steps_seed{seed}_{key}'
+        _rerun_if_damaged(folder)
+        inputs = dict(images=share_input(data, to_file=ex.inputs_dir) if source == 'digits' else None, val_images=share_input(val, to_file=ex.inputs_dir))
+        run = SVAETrainConfig(arch=arch, steps=steps, batch_size=batch_size, seed=seed, data=inputs['images']['digest'] if inputs['images'] else 'noise',
+                              val_data=inputs['val_images']['digest'])
+        try: ex.run([Job(folder.name, svae_job, run, str(folder), dict(**inputs, device=device, progress=progress))], what='autoencoder trainings')
+        finally:
+            if ex.inputs_dir is not None: shutil.rmtree(ex.inputs_dir, ignore_errors=True)   # the copies written for other processes
+    return load_svae(folder/'last.pt', device=device)
 
 def pretrained_or_train(hf_version:str='v40_freckles_noise', # the published model to try first
                         cache_dir=None, # None: `svae_cache_dir()`
                         device=None, # where the model goes
-                        **small_kwargs, # passed to `small_svae` when falling back (steps, source, seed, batch_size, progress)
+                        **small_kwargs, # passed to `small_svae` when falling back (steps, source, seed, batch_size, progress, engine)
                        ) -> tuple[PatchSVAE, dict]:
     "The published model when it is cached or downloadable, else `small_svae`; `config['_source']` says which."
     try:

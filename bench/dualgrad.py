@@ -1,8 +1,9 @@
 """Time per training step: (a) plain SGD, (b) the original W1 cell's dual-gradient step, (c) geoprobe's `dual_gradient_step`.
 
 Same model, same batch, same optimiser (SGD, momentum 0.9, weight decay 5e-4) for all three.
-(b) is a transcription of the original's `train_one_epoch_with_logging` body: two forward passes and two full backward
-passes on every step, the clean gradient cached every K steps, geometry logged every LOG_FREQ steps.
+(b) is `geoprobe.dualgrad.original_dual_gradient_step`, the one transcription of the original's step (the parity tests
+use the same): two forward passes and two full backward passes on every step, the clean gradient cached every K steps,
+geometry logged every LOG_FREQ steps.
 (c) is geoprobe's step with k=16, log_freq=50: one forward pass, the clean gradient only on refresh and log steps.
 Each variant keeps its own step counter, so a run of N steps contains its share of refresh (every 16) and log
 (every 50) steps. The variants run interleaved step by step (rotating order) so that other load on the machine hits
@@ -16,11 +17,9 @@ the ratios (b)/(a) and (c)/(a).
 import argparse, copy, time
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
-from torch.nn.utils import parameters_to_vector
 
-from geoprobe.dualgrad import dual_gradient_step, resnet18_cifar, small_cnn, cosine_sim
+from geoprobe.dualgrad import dual_gradient_step, original_dual_gradient_step, resnet18_cifar, small_cnn
 
 K, LOG_FREQ, LAM = 16, 50, 0.5
 
@@ -33,33 +32,8 @@ def plain_step(model, opt, x, noisy_y, clean_y, state):
 
 
 def original_step(model, opt, x, noisy_y, clean_y, state):
-    "The original W1 cell's step, transcribed (its `crit` is nn.CrossEntropyLoss)."
-    crit = nn.CrossEntropyLoss()
-    step, cached_gv = state['step'], state['gv']
-    opt.zero_grad()
-    loss_s = crit(model(x), noisy_y)
-    loss_s.backward(retain_graph=True)
-    g_s = parameters_to_vector([p.grad for p in model.parameters()]).clone()
-    opt.zero_grad()
-    loss_v = crit(model(x), clean_y)
-    loss_v.backward()
-    g_v = parameters_to_vector([p.grad for p in model.parameters()]).clone()
-    if step % K == 0 or cached_gv is None: cached_gv = g_v.clone()
-    g_s_n = g_s / (g_s.norm() + 1e-12)
-    g_v_n = cached_gv / (cached_gv.norm() + 1e-12)
-    g_mix = (1 - LAM) * g_s_n + LAM * g_v_n
-    if step % LOG_FREQ == 0:
-        state['logs'].append({'c_sv': cosine_sim(g_s, g_v), 'c_mc': cosine_sim(g_mix, g_v), 'norm_s': g_s.norm().item(),
-                              'norm_v': g_v.norm().item(), 'norm_mix': g_mix.norm().item(),
-                              'loss_s': loss_s.item(), 'loss_v': loss_v.item()})
-    opt.zero_grad()
-    i = 0
-    for p in model.parameters():
-        n = p.numel()
-        p.grad = g_mix[i:i + n].view(p.shape).clone()
-        i += n
-    opt.step()
-    state['step'], state['gv'] = step + 1, cached_gv
+    entry = original_dual_gradient_step(model, opt, x, noisy_y, clean_y, LAM, state, k=K, log_freq=LOG_FREQ)
+    if entry is not None: state['logs'].append(entry)
 
 
 def geoprobe_step(model, opt, x, noisy_y, clean_y, state):

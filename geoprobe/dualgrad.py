@@ -12,21 +12,23 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.utils import parameters_to_vector
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .core import (bar_off, set_seed, resolve_device, experiment_dir, save_json, load_json, save_torch, load_torch, make_manifest,
-                           object_name, import_object, data_digest, tensor_digest, config_dict, load_state, save_state, pin_config, share_input,
-                           load_input, folder_lock, rng_state, restore_rng, deterministic_kernels, bf16_supported, set_aside, CorruptStateError)
+from .core import (MIXED_PRECISION, resolve_mixed_precision, bar_off, set_seed, resolve_device, save_json, load_json, save_torch, load_torch,
+                           make_manifest, object_name, import_object, data_digest, tensor_digest, config_dict, load_state, save_state, share_input,
+                           load_input, rng_state, restore_rng, deterministic_kernels, set_aside, CorruptStateError)
 from .data import load_cifar10, cifar10_tensors, IndexedDataset, InMemoryLoader, CIFAR10_MEAN, CIFAR10_STD
-from .distributed import Job, run_jobs, job_results, DONE_FILE
+from .distributed import Job, Engine, Experiment, as_engine, saved_results, DONE_FILE
 
 # %% auto #0
-__all__ = ['MODELS', 'PRECISION_CHOICES', 'BRANCH_DEFAULTS', 'PREP_STATE', 'resnet18_cifar', 'small_cnn', 'model_name',
-           'build_model', 'inject_label_noise', 'cosine_sim', 'batchnorm_updates', 'dual_gradient_step',
-           'resolve_precision', 'precision_settings', 'train_one_epoch_with_logging', 'evaluate', 'load_w1_data',
-           'make_w1_loaders', 'w1_data_spec', 'load_w1_spec', 'seeded_w1_run', 'PrepConfig', 'training_state',
-           'restore_training_state', 'prepare_branch_seed', 'prepare_branch_checkpoints', 'prepare_branches']
+__all__ = ['MODELS', 'BRANCH_DEFAULTS', 'PREP_STATE', 'resnet18_cifar', 'small_cnn', 'model_name', 'build_model',
+           'inject_label_noise', 'cosine_sim', 'batchnorm_updates', 'dual_gradient_step', 'original_dual_gradient_step',
+           'resolve_precision', 'resolve_config_precision', 'precision_settings', 'train_one_epoch_with_logging',
+           'evaluate', 'W1Data', 'load_w1_data', 'make_w1_loaders', 'w1_data_spec', 'load_w1_spec', 'seeded_w1_run',
+           'PrepConfig', 'training_state', 'restore_training_state', 'prepare_branch_seed', 'folder_settings',
+           'prepare_branch_checkpoints', 'prepare_branches']
 
 # %% ../nbs/07_dualgrad.ipynb #115dbb45
 def resnet18_cifar(num_classes:int=10, # number of output classes
@@ -159,18 +161,61 @@ def dual_gradient_step(model:nn.Module, # the network, in training mode
     state['step'] = step + 1
     return entry
 
-# %% ../nbs/07_dualgrad.ipynb #d70d01ab
-PRECISION_CHOICES = ('off', 'on', 'auto') # values of W1's `mixed_precision` and `channels_last`
+# %% ../nbs/07_dualgrad.ipynb #c7b02087
+def original_dual_gradient_step(model:nn.Module, # the network, in training mode
+                                opt:torch.optim.Optimizer, # optimiser over `model.parameters()`
+                                x:torch.Tensor, # input batch
+                                noisy_y:torch.Tensor, # noisy labels of the batch (structure)
+                                clean_y:torch.Tensor, # clean labels of the batch (value)
+                                lam:float, # mixing weight λ of the value gradient
+                                state:dict, # {'step': int, 'gv': the cached raw g_v, one flat vector, or None}; updated in place
+                                k:int=16, # the original's K: refresh period of the cached value gradient
+                                log_freq:int|None=50, # the original's LOG_FREQ (None or 0: never log)
+                               ) -> dict|None:
+    "The original W1 cell's dual-gradient step, transcribed: the reference of the parity tests and of `bench/dualgrad.py`; its log has the measured `c_vc`."
+    crit = nn.CrossEntropyLoss()
+    step, cached_gv = state['step'], state['gv']
+    opt.zero_grad()
+    loss_s = crit(model(x), noisy_y)
+    loss_s.backward(retain_graph=True)
+    g_s = parameters_to_vector([p.grad for p in model.parameters()]).clone()
+    opt.zero_grad()
+    loss_v = crit(model(x), clean_y)
+    loss_v.backward()
+    g_v = parameters_to_vector([p.grad for p in model.parameters()]).clone()
+    if step % k == 0 or cached_gv is None: cached_gv = g_v.clone()
+    g_s_n = g_s / (g_s.norm() + 1e-12)
+    g_v_n = cached_gv / (cached_gv.norm() + 1e-12)
+    g_mix = (1 - lam) * g_s_n + lam * g_v_n
+    log = None
+    if log_freq and step % log_freq == 0:
+        log = {'step': step, 'lambda': float(lam), 'c_sv': cosine_sim(g_s, g_v), 'c_vc': cosine_sim(cached_gv, g_v), 'c_mc': cosine_sim(g_mix, g_v),
+               'norm_s': g_s.norm().item(), 'norm_v': g_v.norm().item(), 'norm_mix': g_mix.norm().item(),
+               'loss_s': loss_s.item(), 'loss_v': loss_v.item()}
+    opt.zero_grad()
+    i = 0
+    for p in model.parameters():
+        n = p.numel()
+        p.grad = g_mix[i:i+n].view(p.shape).clone()
+        i += n
+    opt.step()
+    state['step'], state['gv'] = step + 1, cached_gv
+    return log
 
+# %% ../nbs/07_dualgrad.ipynb #d70d01ab
 def resolve_precision(mixed_precision:str, # 'off' (float32, the original's), 'on' (bfloat16 autocast) or 'auto' (on where `bf16_supported`)
-                      channels_last:str, # 'off' (the original's memory format), 'on' or 'auto' (with mixed precision's rule)
-                      device, # the device that will train
+                      channels_last:str, # 'off' (the original's memory format), 'on', or 'auto' (on where mixed precision's 'auto' is)
+                      device=None, # the device that will train; None: only check the values
                      ) -> tuple[str, str]:
-    "The settings that run on `device`: `(mixed_precision, channels_last)`, each 'on' or 'off'."
-    for name, v in (('mixed_precision', mixed_precision), ('channels_last', channels_last)):
-        if v not in PRECISION_CHOICES: raise ValueError(f"{name} must be 'off', 'on' or 'auto', got {v!r}")
-    fast = 'on' if bf16_supported(device) else 'off'
-    return tuple(fast if v == 'auto' else v for v in (mixed_precision, channels_last))
+    "The settings that run on `device`: `(mixed_precision, channels_last)`, each 'on' or 'off', by core's one rule (`resolve_mixed_precision`)."
+    if channels_last not in MIXED_PRECISION: raise ValueError(f"channels_last must be one of {MIXED_PRECISION} ('auto': on where bfloat16 is in hardware), got {channels_last!r}")
+    return resolve_mixed_precision(mixed_precision, device), resolve_mixed_precision('auto', device) if channels_last == 'auto' else channels_last
+
+def resolve_config_precision(config, # a config dataclass with `mixed_precision` and `channels_last` fields
+                             device, # the device that will train
+                            ):
+    "`config` with both settings resolved for `device`, as configs are recorded."
+    return dataclasses.replace(config, **dict(zip(('mixed_precision', 'channels_last'), resolve_precision(config.mixed_precision, config.channels_last, device))))
 
 def precision_settings(mixed_precision:str, # 'off', 'on' or 'auto' (see `resolve_precision`)
                        channels_last:str, # 'off', 'on' or 'auto'
@@ -222,11 +267,40 @@ def evaluate(model:nn.Module, # the network
             total += y.size(0)
     return correct.item() / total
 
+# %% ../nbs/07_dualgrad.ipynb #c17a5fca
+@dataclass(frozen=True, eq=False)
+class W1Data:
+    "How W1's runs reach their data and where they compute: run-time choices, not settings (a folder's settings hold the data's digest)."
+    train_data: object = None # (x, y) tensors or a Dataset; None (with test_data None): CIFAR-10's training split
+    test_data: object = None # the same for the test split
+    data_root: str = 'data' # CIFAR-10's folder (the same path on every machine of a cluster)
+    download: bool = False # download CIFAR-10 if missing
+    device: object = None # where each run computes (None: best available; on Ray, the job's GPU when it has one)
+    num_workers: int = 2 # DataLoader workers (Dataset data only)
+
+    @classmethod
+    def take(cls, settings:dict, # a runner's keyword arguments: `W1Data` fields among config fields
+             data:W1Data|None=None, # the runner's `data` argument
+            ) -> tuple[W1Data, dict]:
+        "`data` (or the defaults) with the `W1Data` fields of `settings` set, and the other settings (`model_fn` renamed `model`)."
+        names = {f.name for f in dataclasses.fields(cls)}
+        rest = {('model' if k == 'model_fn' else k): v for k, v in settings.items() if k not in names}
+        return dataclasses.replace(data or cls(), **{k: v for k, v in settings.items() if k in names}), rest
+
+    def spec(self, to_file=None, # folder to write in-memory data to, for workers in other processes (`Experiment.inputs_dir`)
+            ) -> dict:
+        "The data spec every job loads the data from (`w1_data_spec`)."
+        return w1_data_spec(self.train_data, self.test_data, self.data_root, self.download, to_file)
+
+    def job_options(self) -> dict:
+        "The run-time options of every W1 job: device and loader workers."
+        return {'device': self.device, 'num_workers': self.num_workers}
+
 # %% ../nbs/07_dualgrad.ipynb #f7355fa4
 def load_w1_data(train_data=None, # (x, y) tensors or a Dataset; None: CIFAR-10's training split as uint8 tensors
                  test_data=None, # (x, y) tensors or a Dataset; None: CIFAR-10's test split as uint8 tensors
-                 data_root='data', # where CIFAR-10 lives (when the data are None)
-                 download:bool=False, # download CIFAR-10 if missing
+                 data_root=W1Data.data_root, # where CIFAR-10 lives (when the data are None)
+                 download:bool=W1Data.download, # download CIFAR-10 if missing
                 ) -> tuple:
     "Training data, test data and the clean training labels (np.ndarray) for W1 runs."
     if train_data is None: train_data = cifar10_tensors(data_root, True, download=download)
@@ -241,7 +315,7 @@ def make_w1_loaders(train_data, # (x, y) tensors or a Dataset
                     batch_size:int=256, # the original's batch size
                     seed:int=0, # shuffling (and augmentation) seed of the in-memory loader
                     augment:bool=True, # padded random crop (4) and flip for tensor data; datasets bring their own transform
-                    num_workers:int=2, # DataLoader workers for datasets
+                    num_workers:int=W1Data.num_workers, # DataLoader workers for datasets
                     device=None, # where in-memory tensors are moved once (None: stay where they are)
                    ) -> tuple:
     "A training loader yielding (x, y, idx) and a test loader yielding (x, y); uint8 images are normalised as W1's CIFAR-10."
@@ -258,8 +332,8 @@ def make_w1_loaders(train_data, # (x, y) tensors or a Dataset
 # %% ../nbs/07_dualgrad.ipynb #c602aa2a
 def w1_data_spec(train_data=None, # (x, y) tensors or a Dataset; None (with test_data None): CIFAR-10
                  test_data=None, # the same for the test split
-                 data_root='data', # CIFAR-10's folder (the same path on every machine of a cluster)
-                 download:bool=False, # download CIFAR-10 if missing
+                 data_root=W1Data.data_root, # CIFAR-10's folder (the same path on every machine of a cluster)
+                 download:bool=W1Data.download, # download CIFAR-10 if missing
                  to_file=None, # folder to write in-memory data to, for jobs in other processes (None: this process only)
                 ) -> dict:
     "A small description of W1's data, with its content digest, from which every job loads them (`load_w1_spec`)."
@@ -286,7 +360,7 @@ def seeded_w1_run(spec:dict, # W1 data spec (`w1_data_spec`)
                   batch_size:int, # batch size of both loaders
                   augment:bool, # padded random crop and flip for tensor data
                   device, # where the labels (and in-memory data) go
-                  num_workers:int=2, # DataLoader workers (Dataset data only)
+                  num_workers:int=W1Data.num_workers, # DataLoader workers (Dataset data only)
                  ) -> tuple:
     "What one seeded run (a preparation seed, a control run) trains on: `((train_data, test_data), (clean_t, noisy_t), (train_loader, test_loader))`."
     train_data, test_data, clean = load_w1_spec(spec)
@@ -302,7 +376,7 @@ BRANCH_DEFAULTS = {
 }
 
 # %% ../nbs/07_dualgrad.ipynb #e5677c80
-@dataclass
+@dataclass(frozen=True)
 class PrepConfig:
     "One preparation run: a network trained from scratch under label noise with fixed λ, kept as a branch checkpoint."
     branch: str = 'ordered' # 'ordered' or 'collapse'
@@ -325,14 +399,14 @@ class PrepConfig:
 
     def __post_init__(self):
         if self.branch not in BRANCH_DEFAULTS: raise ValueError(f"branch must be 'ordered' or 'collapse', got {self.branch!r}")
-        d = BRANCH_DEFAULTS[self.branch]
-        if self.lam is None: self.lam = d['lam']
+        d, fill = BRANCH_DEFAULTS[self.branch], lambda name, value: object.__setattr__(self, name, value)
+        if self.lam is None: fill('lam', d['lam'])
         if not 0 <= self.lam <= 1: raise ValueError(f'lambda must be in [0, 1], got {self.lam}')
-        if self.epochs is None: self.epochs = d['epochs']
+        if self.epochs is None: fill('epochs', d['epochs'])
         if self.epochs < 1: raise ValueError(f'epochs must be at least 1, got {self.epochs}')
-        if self.milestones is None: self.milestones = tuple(int(round(f * self.epochs)) for f in d['milestones'])
-        self.milestones, self.model = tuple(self.milestones), model_name(self.model)
-        resolve_precision(self.mixed_precision, self.channels_last, 'cpu')
+        fill('milestones', tuple(int(round(f * self.epochs)) for f in d['milestones']) if self.milestones is None else tuple(self.milestones))
+        fill('model', model_name(self.model))
+        resolve_precision(self.mixed_precision, self.channels_last)
         if self.bn_updates < 1: raise ValueError(f'bn_updates must be at least 1, got {self.bn_updates}')
 
 # %% ../nbs/07_dualgrad.ipynb #f8e15a2d
@@ -366,7 +440,7 @@ def prepare_branch_seed(config:PrepConfig, # what to train
                         save_dir, # the job's folder: `prep_state.pt` after every epoch
                         checkpoint_dir, # where the kept checkpoint goes (the branch folder's `checkpoints/`)
                         device=None, # None: best available
-                        num_workers:int=2, # DataLoader workers (Dataset data only)
+                        num_workers:int=W1Data.num_workers, # DataLoader workers (Dataset data only)
                         progress:bool=False, # a bar over the epochs
                        ) -> dict:
     "Train one preparation seed, resumable after every epoch; save its checkpoint if kept; return its record."
@@ -404,6 +478,17 @@ def prepare_branch_seed(config:PrepConfig, # what to train
     return {'seed': config.seed, 'lambda': config.lam, 'final_error': final_error, 'kept': kept,
             'checkpoint_path': name if kept else None, 'trajectory': trajectory, 'autocast': str(amp) if amp else None}
 
+# %% ../nbs/07_dualgrad.ipynb #e5d3e212
+def folder_settings(config, # a job's config dataclass
+                    *per_job:str, # the fields that tell the folder's jobs apart, e.g. 'seed'
+                   ) -> dict:
+    "What every job of a folder shares: `config` with its per-job fields blanked, the settings an experiment pins on its folder."
+    return {**config_dict(config), **dict.fromkeys(per_job)}
+
+def _engine(engine, address):
+    "The `Engine` of a runner's `engine`, with the `address` keyword of older calls."
+    return as_engine(engine, **({'address': address} if address is not None else {}))
+
 # %% ../nbs/07_dualgrad.ipynb #17435871
 def _recompute_damaged_checkpoints(out):
     "Set aside a finished seed's damaged checkpoint with its done-marker, so that the seed's job writes it again from its final state."
@@ -420,40 +505,33 @@ def prepare_branch_checkpoints(branch:str, # 'ordered' or 'collapse'
                                *, seeds=range(10), # seeds to train, one job and one checkpoint each
                                base_dir=None, # folder for `exp_Ta_prep_{branch}_*` (None: `default_base_dir()`)
                                resume:bool=True, # continue the newest existing folder, skipping finished seeds
-                               train_data=None, # (x, y) tensors or Dataset (None: CIFAR-10)
-                               test_data=None, # (x, y) tensors or Dataset (None: CIFAR-10 test split)
-                               data_root='data', # CIFAR-10 folder
-                               download:bool=False, # download CIFAR-10 if missing
-                               device=None, # None: best available
-                               num_workers:int=2, # DataLoader workers (Dataset data only)
+                               data:W1Data|None=None, # how the runs reach their data and where they compute (None: CIFAR-10 under 'data', best device)
                                progress:bool=True, # progress over seeds and epochs
-                               engine:str='local', # 'local' (seeds one after another here) or 'ray' (parallel workers)
-                               address=None, # with engine='ray': None for a local Ray, 'auto' or 'ray://…' for a cluster
-                               **settings, # `PrepConfig` fields (lam, epochs, lr, batch_size, model, keep_all, ...); `model_fn` is `model`
+                               engine:str|Engine='local', # 'local' (seeds one after another here), 'ray' (parallel workers), or an `Engine`
+                               address=None, # older calls' Ray cluster address ('auto', 'ray://…'), as `Engine('ray', address=...)`
+                               on_result=None, # called here with each seed's job outcome, after `{branch}_prep_results.json` is rewritten
+                               **settings, # `PrepConfig` fields (lam, epochs, lr, model or model_fn, keep_all, ...) and `W1Data` fields (train_data, device, ...)
                               ) -> list[dict]:
     "Train `branch` checkpoints under label noise with fixed λ, one job per seed, as the public project's Ta-prep notebooks."
     if branch not in BRANCH_DEFAULTS: raise ValueError(f"branch must be 'ordered' or 'collapse', got {branch!r}")
-    if 'model_fn' in settings: settings['model'] = settings.pop('model_fn')
+    data, settings = W1Data.take(settings, data)
     if 'epochs' in settings and 'milestones' not in settings: settings['milestones'] = None
     base = dataclasses.replace(config, **settings) if config is not None else PrepConfig(branch, **settings)
     if base.branch != branch: raise ValueError(f'config is for the {base.branch} branch, not {branch}')
-    base = dataclasses.replace(base, **dict(zip(('mixed_precision', 'channels_last'), resolve_precision(base.mixed_precision, base.channels_last, resolve_device(device)))))
-    out = experiment_dir(base_dir, f'exp_Ta_prep_{branch}', resume=resume, verbose=progress)
-    with folder_lock(out):
-        data = w1_data_spec(train_data, test_data, data_root, download, to_file=out/'data' if engine != 'local' else None)
-        base = dataclasses.replace(base, seed=0, data=data)
-        folder_config = {**config_dict(base), 'seed': None}
-        pin_config(out/'prep_config.json', folder_config)
-        _recompute_damaged_checkpoints(out)
-        jobs = [Job(f'{branch}/seed{s}', prepare_branch_seed, dataclasses.replace(base, seed=s), str(out/'jobs'/f'seed{s:02d}'),
-                    dict(checkpoint_dir=str(out/'checkpoints'), device=device, num_workers=num_workers, progress=progress and engine == 'local'))
+    base = resolve_config_precision(base, resolve_device(data.device))
+    with Experiment(base_dir=base_dir, prefix=f'exp_Ta_prep_{branch}', resume=resume, engine=_engine(engine, address), progress=progress) as ex:
+        base = dataclasses.replace(base, data=data.spec(ex.inputs_dir))
+        pinned = folder_settings(base, 'seed')
+        ex.pin('prep_config.json', pinned)
+        _recompute_damaged_checkpoints(ex.out)
+        options = dict(checkpoint_dir=str(ex.out/'checkpoints'), **data.job_options(), progress=progress and ex.engine.name == 'local')
+        jobs = [Job(f'{branch}/seed{s}', prepare_branch_seed, dataclasses.replace(base, seed=s), str(ex.out/'jobs'/f'seed{s:02d}'), dict(options))
                 for s in seeds]
-        def landed(_):
-            records = [load_torch(p)['result'] for p in sorted((out/'jobs').glob(f'seed*/{DONE_FILE}'))]
-            save_json(sorted(records, key=lambda r: r['seed']), out/f'{branch}_prep_results.json', manifest=make_manifest(folder_config))
-        outcomes = run_jobs(jobs, engine, address=address, on_result=landed, progress=progress)
-        job_results(outcomes, f'{branch} preparation seeds')
-        return load_json(out/f'{branch}_prep_results.json') if jobs else []
+        results = ex.out/f'{branch}_prep_results.json'
+        def aggregate(_):
+            save_json(sorted(saved_results(ex.out/'jobs').values(), key=lambda r: r['seed']), results, manifest=make_manifest(pinned))
+        ex.run(jobs, aggregate=aggregate, what=f'{branch} preparation seeds', on_result=on_result)
+        return load_json(results) if jobs else []
 
 # %% ../nbs/07_dualgrad.ipynb #9d8e3779
 def prepare_branches(base_dir=None, # folder for both `exp_Ta_prep_*` folders (None: `default_base_dir()`)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_sweep.ipynb #f60dba68
 from __future__ import annotations
-import contextlib, dataclasses, itertools, warnings
+import contextlib, dataclasses, functools, itertools, warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,25 +14,28 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .core import (bar_off, check_whole, check_positive, set_seed, resolve_device, experiment_dir, find_experiment_dirs, save_json, load_json, save_csv,
-                           tensor_digest, file_digest, data_digest, config_dict, load_state, save_state, pin_config, check_config, folder_lock, deterministic_kernels, StaleStateError, CorruptStateError, set_aside,
-                           load_torch, make_manifest)
-from .dualgrad import (_norm, cosine_sim, resnet18_cifar, build_model, model_name, resolve_precision, precision_settings, training_state, restore_training_state,
-                               inject_label_noise, train_one_epoch_with_logging, evaluate,
-                               make_w1_loaders, w1_data_spec, load_w1_spec, seeded_w1_run)
-from .distributed import Job, run_jobs, job_results, DONE_FILE
+from .core import (bar_off, check_whole, check_positive, set_seed, resolve_device, find_experiment_dirs, save_json, load_json, save_csv,
+                           tensor_digest, file_digest, data_digest, config_dict, load_state, save_state, check_config, folder_lock, deterministic_kernels,
+                           StaleStateError, CorruptStateError, load_torch, make_manifest)
+from .dualgrad import (_norm, _engine, cosine_sim, resnet18_cifar, build_model, model_name, resolve_precision, resolve_config_precision,
+                               precision_settings, training_state, restore_training_state, inject_label_noise, train_one_epoch_with_logging, evaluate,
+                               W1Data, PrepConfig, BRANCH_DEFAULTS, make_w1_loaders, load_w1_spec, seeded_w1_run, folder_settings)
+from .distributed import Job, Engine, Experiment
 
 # %% auto #0
-__all__ = ['LAMBDA_GRID_UP', 'LAMBDA_GRID_DOWN', 'BRANCH_OF_DIRECTION', 'GEOMETRY_METRICS', 'CHECKPOINT_KEYS',
-           'W1_GEOMETRY_COLUMNS', 'CONTROL_STATE', 'CONTROL_COLUMNS', 'make_lambda_grid', 'aggregate_geometry',
-           'load_branch_checkpoint', 'branch_model', 'check_sweep_settings', 'run_sweep_with_geometry',
-           'find_w1_checkpoints', 'w1_geometry_table', 'W1Config', 'SweepConfig', 'w1_sweep_job', 'w1_sweep_configs',
-           'run_w1', 'gradient_geometry', 'ControlConfig', 'control_geometry_job', 'run_geometry_control']
+__all__ = ['LAMBDA_START', 'LAMBDA_END', 'LAMBDA_STEP', 'LAMBDA_GRID_UP', 'LAMBDA_GRID_DOWN', 'BRANCH_OF_DIRECTION',
+           'GEOMETRY_METRICS', 'CHECKPOINT_KEYS', 'W1_GEOMETRY_COLUMNS', 'CONTROL_STATE', 'CONTROL_COLUMNS',
+           'make_lambda_grid', 'aggregate_geometry', 'load_branch_checkpoint', 'branch_model', 'SweepSettings',
+           'SweepConfig', 'run_sweep_with_geometry', 'W1Config', 'find_w1_checkpoints', 'w1_geometry_table',
+           'w1_sweep_job', 'w1_sweep_configs', 'run_w1', 'gradient_geometry', 'ControlConfig', 'control_geometry_job',
+           'run_geometry_control']
 
 # %% ../nbs/08_sweep.ipynb #1d689fb1
-def make_lambda_grid(start:float=0.30, # first λ of the upward sweep
-                     end:float=0.70, # last λ of the upward sweep
-                     step:float=0.04, # spacing
+LAMBDA_START, LAMBDA_END, LAMBDA_STEP = 0.30, 0.70, 0.04 # the original's λ grids: lowest and highest λ, spacing
+
+def make_lambda_grid(start:float=LAMBDA_START, # first λ of the upward sweep
+                     end:float=LAMBDA_END, # last λ of the upward sweep
+                     step:float=LAMBDA_STEP, # spacing
                      direction:str='up', # 'up' (start→end) or 'down' (end→start)
                     ) -> np.ndarray:
     "The original's λ grid, rounded to two decimals."
@@ -95,24 +98,58 @@ def _check_grid(grid):
     bad = [float(l) for l in grid if not 0 <= l <= 1]
     if bad: raise ValueError(f'lambda values must lie in [0, 1]; got {bad}')
 
-def check_sweep_settings(epochs_per_lambda:int, # epochs at each λ
-                         k:int, # refresh period of the cached value gradient
-                         log_freq:int|None, # geometry log period (None: no logs)
-                         lr:float, # learning rate
-                         bn_updates:int=2, # BatchNorm updates per step
-                        ):
-    "Refuse sweep settings that would train nothing or report a meaningless number, each in one line naming the argument."
-    check_whole('epochs_per_lambda', epochs_per_lambda); check_whole('k', k); check_whole('bn_updates', bn_updates)
-    if log_freq is not None: check_whole('log_freq (None: no logs)', log_freq)
-    check_positive('lr', lr)
+@dataclass(frozen=True)
+class SweepSettings:
+    "How every W1 sweep trains and logs: the settings an experiment (`W1Config`) hands down whole to each of its sweeps (`SweepConfig`)."
+    epochs_per_lambda: int = 3 # epochs at each λ
+    k: int = 16 # refresh period of the cached value gradient
+    log_freq: int|None = 50 # geometry log period in steps (None: no logs)
+    lr: float = 0.001 # SGD learning rate of the sweeps (the preparation's 0.1 × 0.01)
+    batch_size: int = 256 # batch size
+    noise_rate: float = PrepConfig.noise_rate # label noise η of the preparation runs (the sweeps use the same noisy labels)
+    augment: bool = True # padded random crop and flip for tensor data
+    model: str = PrepConfig.model # network of the checkpoints: 'resnet18', 'small_cnn' or 'package.module:function'
+    deterministic: bool = True # deterministic cuDNN/torch kernels, as the original (False: faster on a GPU, not repeatable there)
+    mixed_precision: str = 'off' # bfloat16 autocast of the forward pass: 'off' (float32, the original's), 'on', or 'auto' (on where bf16 is in hardware)
+    channels_last: str = 'off' # channels-last network and batches: 'off' (the original's), 'on', or 'auto' (with mixed precision's rule)
+    bn_updates: int = 2 # BatchNorm running-statistics updates per step: 2 as the original's two forward passes, 1 as one pass
 
+    def __post_init__(self):
+        object.__setattr__(self, 'model', model_name(self.model))
+        resolve_precision(self.mixed_precision, self.channels_last)
+        for name in ('epochs_per_lambda', 'k', 'bn_updates', 'batch_size'): check_whole(name, getattr(self, name))
+        if self.log_freq is not None: check_whole('log_freq (None: no logs)', self.log_freq)
+        check_positive('lr', self.lr)
+        if not 0 <= self.noise_rate <= 1: raise ValueError(f'noise_rate must lie in [0, 1], got {self.noise_rate!r}')
+
+# %% ../nbs/08_sweep.ipynb #a7e4e344
+@dataclass(frozen=True)
+class SweepConfig(SweepSettings):
+    "One W1 sweep: its settings, its checkpoint, direction and λs, and (filled in by the sweep) the digests of its inputs; its payload and resume key."
+    checkpoint: str = '' # file name of the preparation checkpoint (where it lies is not part of the key; its content is `checkpoint_digest`)
+    checkpoint_digest: str = '' # content digest of that file
+    direction: str = 'up' # 'up' (ordered branch) or 'down' (collapse branch)
+    lambda_grid: tuple|None = None # λ values in order (None: the original's grid for `direction`)
+    data: dict|None = None # W1 data spec with its digest (`geoprobe.dualgrad.w1_data_spec`), from which `w1_sweep_job` builds loaders and labels
+    labels_digest: str|None = None # digest of the clean and noisy labels the sweep trains on (filled in by the sweep)
+    train_digest: str|None = None # digest of the training loader's data (filled in by the sweep)
+    test_digest: str|None = None # digest of the test loader's data (filled in by the sweep)
+    loader: dict|None = None # the training loader's batch size, seed, flip and crop padding (filled in by the sweep)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.direction not in BRANCH_OF_DIRECTION: raise ValueError(f"direction must be 'up' or 'down', got {self.direction!r}")
+        grid = make_lambda_grid(direction=self.direction) if self.lambda_grid is None else self.lambda_grid
+        object.__setattr__(self, 'lambda_grid', tuple(float(l) for l in grid))
+        _check_grid(self.lambda_grid)
+
+# %% ../nbs/08_sweep.ipynb #62a614b2
 def _check_labels(name, labels):
     labels = np.asarray(labels)
     if not np.issubdtype(labels.dtype, np.integer): raise ValueError(f'{name} are {labels.dtype}; pass integer class indices')
     if len(labels) and labels.min() < 0: raise ValueError(f'{name} hold negative classes (lowest {labels.min()}); pass class indices 0..C-1')
 
-def _check_inputs(grid, clean_labels, noisy_labels, train_loader):
-    _check_grid(grid)
+def _check_inputs(clean_labels, noisy_labels, train_loader):
     _check_labels('clean_labels', clean_labels); _check_labels('noisy_labels', noisy_labels)
     n = len(train_loader.dataset) if hasattr(train_loader, 'dataset') else None
     if len(clean_labels) != len(noisy_labels) or (n is not None and len(clean_labels) != n):
@@ -125,50 +162,41 @@ def run_sweep_with_geometry(ckpt_path, # prep checkpoint with seed, final_error,
                             test_loader, # yields (x, y)
                             clean_labels, # clean labels of the training set (value gradient)
                             noisy_labels, # noisy labels of the training set (structure gradient)
-                            direction:str='up', # 'up' (ordered branch) or 'down' (collapse branch)
+                            direction:str|None=None, # 'up' (ordered branch) or 'down' (collapse branch); None: the config's ('up' without one)
                             *,
-                            lambda_grid=None, # λ values in order (None: the original's grid for `direction`)
-                            epochs_per_lambda:int=3, # epochs at each λ
-                            k:int=16, # cache refresh period of the value gradient
-                            log_freq:int|None=50, # geometry log period in steps
-                            lr:float=0.001, # SGD learning rate (the original's LR * 0.01)
-                            model_fn=resnet18_cifar, # builds the network the checkpoint belongs to (a function, or a name such as 'small_cnn')
-                            deterministic:bool=True, # deterministic cuDNN/torch kernels during the sweep, as the original
-                            mixed_precision:str='off', # bfloat16 autocast of the forward pass ('off': float32, the original's; 'on'; 'auto': on where bf16 is in hardware)
-                            channels_last:str='off', # channels-last network and batches ('off': the original's; 'on'; 'auto': with mixed precision's rule)
-                            bn_updates:int=2, # BatchNorm updates per step (2: the original's two forward passes; 1: one)
+                            config:SweepConfig|None=None, # the sweep's settings whole (None: `SweepConfig`'s defaults); keyword settings override its fields
                             device=None, # None: best available
                             save_dir=None, # folder for the resumable state; None: nothing saved
                             callback=None, # called with the partial result after every λ
                             progress:bool=True, # show a progress bar over λ
+                            **settings, # `SweepConfig` fields: lambda_grid, epochs_per_lambda, k, log_freq, lr, model (or `model_fn`, a name or function), deterministic, ...
                            ) -> dict:
-    "Sweep λ from a checkpoint with dual-gradient training, logging gradient geometry; resumable per λ."
-    if direction not in BRANCH_OF_DIRECTION: raise ValueError(f"direction must be 'up' or 'down', got {direction!r}")
-    grid = [float(l) for l in (make_lambda_grid(direction=direction) if lambda_grid is None else lambda_grid)]
-    _check_inputs(grid, clean_labels, noisy_labels, train_loader)
-    check_sweep_settings(epochs_per_lambda, k, log_freq, lr, bn_updates)
-    steps = epochs_per_lambda * len(train_loader) if hasattr(train_loader, '__len__') else None
-    if log_freq is not None and steps is not None and log_freq > steps:
-        warnings.warn(f'log_freq={log_freq} is longer than one λ ({steps} steps), so most λs will have no geometry log and the '
+    "Sweep λ from a checkpoint with dual-gradient training, logging gradient geometry; resumable per λ, keyed by its `SweepConfig`."
+    network = settings.get('model_fn', settings.get('model'))
+    settings = {('model' if k == 'model_fn' else k): v for k, v in settings.items()}
+    if direction is not None: settings['direction'] = direction
+    config = dataclasses.replace(config, **settings) if config is not None else SweepConfig(**settings)
+    _check_inputs(clean_labels, noisy_labels, train_loader)
+    steps = config.epochs_per_lambda * len(train_loader) if hasattr(train_loader, '__len__') else None
+    if config.log_freq is not None and steps is not None and config.log_freq > steps:
+        warnings.warn(f'log_freq={config.log_freq} is longer than one λ ({steps} steps), so most λs will have no geometry log and the '
                       f'others one; choose log_freq ≤ {steps} (a few logs per λ at least)', stacklevel=2)
     ckpt = load_branch_checkpoint(ckpt_path)
     seed, init_error = int(ckpt['seed']), float(ckpt['final_error'])
     device = resolve_device(device)
-    mixed_precision, channels_last = resolve_precision(mixed_precision, channels_last, device)
     clean_t = torch.as_tensor(np.asarray(clean_labels), dtype=torch.long, device=device)
     noisy_t = torch.as_tensor(np.asarray(noisy_labels), dtype=torch.long, device=device)
-    config = dict(checkpoint=file_digest(ckpt_path), seed=seed, direction=direction, lambda_grid=grid,
-                  epochs_per_lambda=epochs_per_lambda, k=k, log_freq=log_freq, lr=lr, model=model_name(model_fn), deterministic=deterministic,
-                  mixed_precision=mixed_precision, channels_last=channels_last, bn_updates=bn_updates,
-                  labels=tensor_digest(clean_t, noisy_t), train_data=data_digest(train_loader), test_data=data_digest(test_loader),
-                  loader={a: getattr(train_loader, a, None) for a in ('batch_size', 'seed', 'flip', 'crop_padding')})
+    config = dataclasses.replace(resolve_config_precision(config, device), checkpoint=Path(ckpt_path).name, checkpoint_digest=file_digest(ckpt_path),
+                                 labels_digest=tensor_digest(clean_t, noisy_t), train_digest=data_digest(train_loader), test_digest=data_digest(test_loader),
+                                 loader={a: getattr(train_loader, a, None) for a in ('batch_size', 'seed', 'flip', 'crop_padding')})
     set_seed(seed + 5000)
-    amp, to_channels_last = precision_settings(mixed_precision, channels_last, device)
-    model = branch_model(ckpt_path, model_fn, ckpt).to(device, memory_format=torch.channels_last if to_channels_last else torch.preserve_format)
+    amp, to_channels_last = precision_settings(config.mixed_precision, config.channels_last, device)
+    model = branch_model(ckpt_path, network if callable(network) else config.model, ckpt)
+    model = model.to(device, memory_format=torch.channels_last if to_channels_last else torch.preserve_format)
     with torch.no_grad(): n_out = model.eval()(next(iter(test_loader))[0][:1].to(device)).shape[-1]
     top = int(max(np.max(clean_labels), np.max(noisy_labels)))
     if top >= n_out: raise ValueError(f'the labels reach class {top}, but the network has {n_out} outputs; pass labels 0..{n_out - 1}')
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, weight_decay=5e-4)
     state, trajectory, geometry = {'step': 0, 'gv': None}, [], []
     state_path = Path(save_dir)/'sweep_state.pth' if save_dir is not None else None
     with folder_lock(save_dir) if save_dir is not None else contextlib.nullcontext():
@@ -176,7 +204,7 @@ def run_sweep_with_geometry(ckpt_path, # prep checkpoint with seed, final_error,
         if saved is not None:
             state = restore_training_state(saved, model, opt, train_loader, device)
             trajectory, geometry = saved['trajectory'], saved['geometry']
-        branch = BRANCH_OF_DIRECTION[direction]
+        branch, grid = BRANCH_OF_DIRECTION[config.direction], config.lambda_grid
         def result():
             return {'seed': seed, 'branch': branch, 'init_error': init_error,
                     'final_error': trajectory[-1]['error'] if trajectory else None, 'trajectory': list(trajectory),
@@ -184,12 +212,12 @@ def run_sweep_with_geometry(ckpt_path, # prep checkpoint with seed, final_error,
         if progress: tqdm.write(f'{branch} seed {seed}: checkpoint {Path(ckpt_path).name} (initial error {init_error:.3f}), '
                                 f'{len(grid) - len(trajectory)} of {len(grid)} λ to go')
         bar = tqdm(grid[len(trajectory):], desc=f'{branch} seed {seed}', disable=bar_off(progress), leave=False)
-        with deterministic_kernels(deterministic):
+        with deterministic_kernels(config.deterministic):
             for lam in bar:
                 logs = []
-                for _ in range(epochs_per_lambda):
-                    logs += train_one_epoch_with_logging(model, train_loader, opt, clean_t, noisy_t, lam, state, k=k, log_freq=log_freq,
-                                                         device=device, autocast_dtype=amp, channels_last=to_channels_last, bn_updates=bn_updates)
+                for _ in range(config.epochs_per_lambda):
+                    logs += train_one_epoch_with_logging(model, train_loader, opt, clean_t, noisy_t, lam, state, k=config.k, log_freq=config.log_freq, device=device,
+                                                         autocast_dtype=amp, channels_last=to_channels_last, bn_updates=config.bn_updates)
                 err = 1 - evaluate(model, test_loader, device)
                 trajectory.append({'lambda': lam, 'error': err})
                 geometry.append(aggregate_geometry(logs, lam, err))
@@ -201,6 +229,27 @@ def run_sweep_with_geometry(ckpt_path, # prep checkpoint with seed, final_error,
         if state_path is not None: save_json(result(), Path(save_dir)/'sweep_result.json')
     return result()
 
+# %% ../nbs/08_sweep.ipynb #8ca447b0
+@dataclass(frozen=True)
+class W1Config(SweepSettings):
+    "The W1 experiment: the settings it hands down whole to every sweep (`SweepSettings`), which checkpoints to sweep, and the λ grids."
+    n_seeds: int = 3 # checkpoints per branch
+    collapse_max_error: float = 0.85 # skip collapse checkpoints at or above this test error (runs that fell to chance)
+    lambda_start: float = LAMBDA_START # lowest λ of the grids
+    lambda_end: float = LAMBDA_END # highest λ of the grids
+    lambda_step: float = LAMBDA_STEP # λ spacing (up from ordered checkpoints, down from collapse checkpoints)
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_whole('n_seeds', self.n_seeds)
+        for name in ('lambda_start', 'lambda_end', 'lambda_step'):
+            if not np.isfinite(getattr(self, name)): raise ValueError(f'{name} must be a finite number, got {getattr(self, name)!r}')
+        for d in ('up', 'down'): _check_grid(self.lambda_grid(d))
+
+    def lambda_grid(self, direction:str) -> list[float]:
+        "The λs of a sweep in `direction` ('up' or 'down')."
+        return [float(l) for l in make_lambda_grid(self.lambda_start, self.lambda_end, self.lambda_step, direction)]
+
 # %% ../nbs/08_sweep.ipynb #4a611f2c
 def _newest_prep_dir(base_dir, branch):
     found = find_experiment_dirs(base_dir, f'exp_Ta_prep_{branch}')
@@ -211,8 +260,8 @@ def _newest_prep_dir(base_dir, branch):
     return found[-1]/'checkpoints'
 
 def find_w1_checkpoints(base_dir, # folder holding exp_Ta_prep_ordered_* and exp_Ta_prep_collapse_*
-                        n_seeds:int=3, # checkpoints per branch
-                        collapse_max_error:float=0.85, # collapse checkpoints at or above this error are skipped
+                        n_seeds:int=W1Config.n_seeds, # checkpoints per branch
+                        collapse_max_error:float=W1Config.collapse_max_error, # collapse checkpoints at or above this error are skipped
                        ) -> tuple[list[Path], list[Path]]:
     "The ordered and collapse checkpoints W1 sweeps, chosen as the original does."
     out = []
@@ -236,69 +285,12 @@ def w1_geometry_table(results:list[dict], # results of `run_sweep_with_geometry`
     rows = [{'seed': r['seed'], 'branch': r['branch'], **g} for r in results for g in r['geometry']]
     return pd.DataFrame(rows, columns=W1_GEOMETRY_COLUMNS)
 
-# %% ../nbs/08_sweep.ipynb #8ca447b0
-@dataclass
-class W1Config:
-    "The W1 experiment: which checkpoints to sweep, the λ grids and the sweep settings."
-    n_seeds: int = 3 # checkpoints per branch
-    collapse_max_error: float = 0.85 # skip collapse checkpoints at or above this test error (runs that fell to chance)
-    lambda_start: float = 0.30 # lowest λ of the grids
-    lambda_end: float = 0.70 # highest λ of the grids
-    lambda_step: float = 0.04 # λ spacing (up from ordered checkpoints, down from collapse checkpoints)
-    epochs_per_lambda: int = 3 # epochs at each λ
-    k: int = 16 # refresh period of the cached value gradient
-    log_freq: int|None = 50 # geometry log period in steps
-    lr: float = 0.001 # SGD learning rate of the sweeps (the preparation's 0.1 × 0.01)
-    batch_size: int = 256 # batch size
-    noise_rate: float = 0.4 # label noise η of the preparation runs (the sweeps use the same noisy labels)
-    augment: bool = True # padded random crop and flip for tensor data
-    model: str = 'resnet18' # network of the checkpoints: 'resnet18', 'small_cnn' or 'package.module:function'
-    deterministic: bool = True # deterministic cuDNN/torch kernels, as the original (False: faster on a GPU, not repeatable there)
-    mixed_precision: str = 'off' # bfloat16 autocast of the forward pass: 'off' (float32, the original's), 'on', or 'auto' (on where bf16 is in hardware)
-    channels_last: str = 'off' # channels-last network and batches: 'off' (the original's), 'on', or 'auto' (with mixed precision's rule)
-    bn_updates: int = 2 # BatchNorm running-statistics updates per step: 2 as the original's two forward passes, 1 as one pass
-
-    def __post_init__(self):
-        self.model = model_name(self.model)
-        resolve_precision(self.mixed_precision, self.channels_last, 'cpu')
-        check_sweep_settings(self.epochs_per_lambda, self.k, self.log_freq, self.lr, self.bn_updates)
-        check_whole('batch_size', self.batch_size)
-        if not 0 <= self.noise_rate <= 1: raise ValueError(f'noise_rate must lie in [0, 1], got {self.noise_rate!r}')
-        for name in ('lambda_start', 'lambda_end', 'lambda_step'):
-            if not np.isfinite(getattr(self, name)): raise ValueError(f'{name} must be a finite number, got {getattr(self, name)!r}')
-        for d in ('up', 'down'): _check_grid(self.lambda_grid(d))
-
-    def lambda_grid(self, direction:str) -> list[float]:
-        "The λs of a sweep in `direction` ('up' or 'down')."
-        return [float(l) for l in make_lambda_grid(self.lambda_start, self.lambda_end, self.lambda_step, direction)]
-
 # %% ../nbs/08_sweep.ipynb #9c4e8a6d
-@dataclass
-class SweepConfig:
-    "One W1 sweep: λ swept from one preparation checkpoint, with the digests of the checkpoint and the data."
-    checkpoint: str = '' # file name of the preparation checkpoint (its content is `checkpoint_digest`; where it lies is not part of the key)
-    checkpoint_digest: str = '' # content digest of that file
-    direction: str = 'up' # 'up' (ordered branch) or 'down' (collapse branch)
-    lambda_grid: tuple = () # λ values in order
-    epochs_per_lambda: int = 3 # epochs at each λ
-    k: int = 16 # refresh period of the cached value gradient
-    log_freq: int|None = 50 # geometry log period in steps
-    lr: float = 0.001 # SGD learning rate
-    batch_size: int = 256 # batch size
-    noise_rate: float = 0.4 # label noise η of the preparation run
-    augment: bool = True # padded random crop and flip for tensor data
-    model: str = 'resnet18' # network of the checkpoint
-    deterministic: bool = True # deterministic cuDNN/torch kernels
-    mixed_precision: str = 'off' # bfloat16 autocast of the forward pass: 'off' (float32, the original's), 'on', or 'auto' (on where bf16 is in hardware)
-    channels_last: str = 'off' # channels-last network and batches: 'off' (the original's), 'on', or 'auto' (with mixed precision's rule)
-    bn_updates: int = 2 # BatchNorm running-statistics updates per step: 2 as the original's two forward passes, 1 as one pass
-    data: dict|None = None # W1 data spec with its digest (`geoprobe.dualgrad.w1_data_spec`)
-
-def w1_sweep_job(config:SweepConfig, # the sweep
+def w1_sweep_job(config:SweepConfig, # the sweep, passed whole to `run_sweep_with_geometry`
                  save_dir, # the sweep's folder: resumable state after every λ, and the result
                  checkpoint_path=None, # where the checkpoint lies now (None: `config.checkpoint`, a path as given)
                  device=None, # None: best available (on Ray: the job's GPU, if it has one)
-                 num_workers:int=2, # DataLoader workers (Dataset data only)
+                 num_workers:int=W1Data.num_workers, # DataLoader workers (Dataset data only)
                  callback=None, # called with the partial result after every λ
                  progress:bool=False, # a bar over λ
                 ) -> dict:
@@ -309,13 +301,9 @@ def w1_sweep_job(config:SweepConfig, # the sweep
     train_data, test_data, clean = load_w1_spec(config.data)
     device = resolve_device(device)
     seed = int(load_branch_checkpoint(path)['seed'])
-    train_loader, test_loader = make_w1_loaders(train_data, test_data, config.batch_size, seed=seed + 5000, augment=config.augment,
-                                                num_workers=num_workers, device=device)
-    return run_sweep_with_geometry(path, train_loader, test_loader, clean, inject_label_noise(clean, config.noise_rate, seed),
-                                   config.direction, lambda_grid=config.lambda_grid, epochs_per_lambda=config.epochs_per_lambda, k=config.k,
-                                   log_freq=config.log_freq, lr=config.lr, model_fn=config.model, deterministic=config.deterministic,
-                                   mixed_precision=config.mixed_precision, channels_last=config.channels_last, bn_updates=config.bn_updates, device=device, save_dir=save_dir,
-                                   callback=callback, progress=progress)
+    loaders = make_w1_loaders(train_data, test_data, config.batch_size, seed=seed + 5000, augment=config.augment, num_workers=num_workers, device=device)
+    return run_sweep_with_geometry(path, *loaders, clean, inject_label_noise(clean, config.noise_rate, seed), config=config, device=device,
+                                   save_dir=save_dir, callback=callback, progress=progress)
 
 # %% ../nbs/08_sweep.ipynb #8d2454a6
 def w1_sweep_configs(config:W1Config, # the experiment
@@ -323,77 +311,70 @@ def w1_sweep_configs(config:W1Config, # the experiment
                      collapse, # collapse checkpoints (swept down)
                      data:dict, # W1 data spec
                     ) -> list[tuple[str, SweepConfig]]:
-    "`(experiment_id, SweepConfig)` per sweep, in the original's order: W1-ord-001, …, W1-col-001, …."
-    experiment_fields = {f.name for f in dataclasses.fields(W1Config)}
-    shared = {f.name: getattr(config, f.name) for f in dataclasses.fields(SweepConfig) if f.name in experiment_fields}
-    return [(f'W1-{tag}-{i + 1:03d}', SweepConfig(Path(p).name, file_digest(p), d, tuple(config.lambda_grid(d)), data=data, **shared))
+    "`(experiment_id, SweepConfig)` per sweep, in the original's order: W1-ord-001, …, W1-col-001, …; each with the experiment's `SweepSettings`."
+    settings = {f.name: getattr(config, f.name) for f in dataclasses.fields(SweepSettings)}
+    return [(f'W1-{tag}-{i + 1:03d}', SweepConfig(**settings, checkpoint=Path(p).name, checkpoint_digest=file_digest(p), direction=d,
+                                                   lambda_grid=config.lambda_grid(d), data=data))
             for d, tag, paths in (('up', 'ord', ordered), ('down', 'col', collapse)) for i, p in enumerate(paths)]
 
 # %% ../nbs/08_sweep.ipynb #a6311c7a
+def _check_planned(path, # the folder's W1_config.json
+                   key:dict, # the settings, data digest and checkpoint digests of this run
+                   base_dir, # where the checkpoints were looked for, for the message
+                  ):
+    "Refuse a rerun into a W1 folder with other settings, or without some of the sweeps it was started with (rather than shrink its results)."
+    try: saved = load_json(path)['config'] if path.is_file() else None
+    except (CorruptStateError, KeyError, TypeError): return   # `Experiment.pin` sets it aside and rebuilds it: every sweep's state keeps its own key
+    if saved is None: return
+    settings_only = lambda c: {k: v for k, v in c.items() if k != 'checkpoints'}
+    check_config(settings_only(saved), settings_only(key), path)
+    missing = sorted(set(saved['checkpoints']) - set(key['checkpoints']))
+    if missing: raise FileNotFoundError(f'{path.parent} was started with sweeps {missing}, whose checkpoints are no longer found under '
+                                        f'{base_dir}; restore them, or use another save_dir.')
+
 def run_w1(base_dir, # folder holding the prep folders (and, by default, the W1 output)
-           config:W1Config|None=None, # the experiment's settings (None: the original's); keyword arguments override fields
+           config:W1Config|None=None, # the experiment's settings (None: the original's); keyword settings override fields
            *, save_dir=None, # output folder (None: newest or new `exp_W1_geometry_*` under base_dir)
            resume:bool=True, # with save_dir None: continue the newest exp_W1_geometry_* folder
-           train_data=None, # (x, y) tensors or Dataset (None: CIFAR-10 with W1's augmentation)
-           test_data=None, # (x, y) tensors or Dataset (None: CIFAR-10 test split)
-           data_root='data', # CIFAR-10 folder
-           download:bool=False, # download CIFAR-10 if missing
-           device=None, # None: best available
-           num_workers:int=2, # DataLoader workers (Dataset data only)
-           callback=None, # called with each partial sweep result after every λ
+           data:W1Data|None=None, # how the sweeps reach their data and where they compute (None: CIFAR-10 under 'data', best device)
+           callback=None, # called with each partial sweep result after every λ (with Ray: in the worker)
            progress:bool=True, # progress bars
-           engine:str='local', # 'local' (sweeps one after another here) or 'ray' (parallel workers)
-           address=None, # with engine='ray': None for a local Ray, 'auto' or 'ray://…' for a cluster
-           **settings, # `W1Config` fields (n_seeds, lambda_step, epochs_per_lambda, lr, model, ...); `model_fn` is `model`
+           engine:str|Engine='local', # 'local' (sweeps one after another here), 'ray' (parallel workers), or an `Engine`
+           address=None, # older calls' Ray cluster address ('auto', 'ray://…'), as `Engine('ray', address=...)`
+           on_result=None, # called here with each sweep's job outcome, after W1_results.json and W1_geometry.csv are rewritten
+           **settings, # `W1Config` fields (n_seeds, lambda_step, epochs_per_lambda, lr, model or model_fn, ...) and `W1Data` fields (train_data, device, ...)
           ) -> list[dict]:
     "W1: geometry-logged λ sweeps of both branches, one job per checkpoint; results saved after every (seed, λ) and resumable."
-    if 'model_fn' in settings: settings['model'] = settings.pop('model_fn')
+    data, settings = W1Data.take(settings, data)
     config = dataclasses.replace(config, **settings) if config is not None else W1Config(**settings)
-    config = dataclasses.replace(config, **dict(zip(('mixed_precision', 'channels_last'),
-                                                    resolve_precision(config.mixed_precision, config.channels_last, resolve_device(device)))))
+    config = resolve_config_precision(config, resolve_device(data.device))
     ordered, collapse = find_w1_checkpoints(base_dir, config.n_seeds, config.collapse_max_error)
     for p in ordered + collapse: branch_model(p, config.model)
-    out = Path(save_dir) if save_dir is not None else experiment_dir(base_dir, 'exp_W1_geometry', resume=resume, verbose=progress)
-    out.mkdir(parents=True, exist_ok=True)
-    with folder_lock(out):
-        data = w1_data_spec(train_data, test_data, data_root, download, to_file=out/'data' if engine != 'local' else None)
-        sweeps = w1_sweep_configs(config, ordered, collapse, data)
-        key = {**config_dict(config), 'data': data['digest'], 'checkpoints': {i: c.checkpoint_digest for i, c in sweeps}}
-        try: saved = load_json(out/'W1_config.json')['config'] if (out/'W1_config.json').is_file() else None
-        except (CorruptStateError, KeyError, TypeError):   # rebuilt below from this run's settings; every sweep's state keeps its own key
-            set_aside(out/'W1_config.json'); saved = None
-        if saved is not None:
-            settings_only = lambda c: {k: v for k, v in c.items() if k != 'checkpoints'}
-            check_config(settings_only(saved), settings_only(key), out/'W1_config.json')
-            missing = sorted(set(saved['checkpoints']) - {i for i, _ in sweeps})
-            if missing: raise FileNotFoundError(f'{out} was started with sweeps {missing}, whose checkpoints are no longer found under '
-                                                f'{base_dir}; restore them, or use another save_dir.')
-        pin_config(out/'W1_config.json', key)
-        paths = dict(zip((i for i, _ in sweeps), map(str, ordered + collapse)))
-        jobs = [Job(i, w1_sweep_job, c, str(out/'sweeps'/i), dict(checkpoint_path=paths[i], device=device, num_workers=num_workers,
-                                                                    progress=progress and engine == 'local')) for i, c in sweeps]
-        landed = {}
-        def write(partial=None):
-            results = [landed[j.name] for j in jobs if j.name in landed] + ([partial] if partial else [])
-            manifest = make_manifest(key, device=device)
-            save_json(results, out/'W1_results.json', manifest=manifest)
-            save_csv(w1_geometry_table(results), out/'W1_geometry.csv', manifest=manifest)
-        def on_result(o):
-            if o['status'] == 'failed': return
-            landed[o['name']] = {**o['result'], 'experiment_id': o['name']}
-            write()
-        if engine == 'local':
-            for j in jobs:
-                def on_lambda(partial, exp_id=j.name):
-                    write({**partial, 'experiment_id': exp_id})
-                    if callback is not None: callback(partial)
-                j.options['callback'] = on_lambda
-        elif callback is not None:
-            for j in jobs: j.options['callback'] = callback
-        outcomes = run_jobs(jobs, engine, address=address, on_result=on_result, progress=progress)
-        results = [{**r, 'experiment_id': j.name} for j, r in zip(jobs, job_results(outcomes, 'W1 sweeps'))]
-        write()
-        return results
+    with Experiment(save_dir, base_dir, 'exp_W1_geometry', resume=resume, engine=_engine(engine, address), progress=progress) as ex:
+        spec = data.spec(ex.inputs_dir)
+        sweeps = w1_sweep_configs(config, ordered, collapse, spec)
+        key = {**config_dict(config), 'data': spec['digest'], 'checkpoints': {i: c.checkpoint_digest for i, c in sweeps}}
+        _check_planned(ex.out/'W1_config.json', key, base_dir)
+        ex.pin('W1_config.json', key)
+        local = ex.engine.name == 'local'
+        jobs = [Job(i, w1_sweep_job, c, str(ex.out/'sweeps'/i), dict(checkpoint_path=str(p), **data.job_options(), progress=progress and local))
+                for (i, c), p in zip(sweeps, ordered + collapse)]
+        landed = []
+        def write(results):
+            manifest = make_manifest(key, device=data.device)
+            save_json(results, ex.out/'W1_results.json', manifest=manifest)
+            save_csv(w1_geometry_table(results), ex.out/'W1_geometry.csv', manifest=manifest)
+        def aggregate(finished):
+            landed[:] = [{**r, 'experiment_id': i} for i, r in finished.items()]
+            write(landed)
+        def on_lambda(experiment_id, partial):
+            write(landed + [{**partial, 'experiment_id': experiment_id}])
+            if callback is not None: callback(partial)
+        for j in jobs:
+            if local: j.options['callback'] = functools.partial(on_lambda, j.name)
+            elif callback is not None: j.options['callback'] = callback
+        results = ex.run(jobs, aggregate=aggregate, what='W1 sweeps', on_result=on_result)
+        return [{**r, 'experiment_id': j.name} for j, r in zip(jobs, results)]
 
 # %% ../nbs/08_sweep.ipynb #67fe3961
 def gradient_geometry(model:torch.nn.Module, # the network, measured in training mode as W1's steps are
@@ -418,26 +399,26 @@ def gradient_geometry(model:torch.nn.Module, # the network, measured in training
     return {'c_sv': cosine_sim(g_s, g_v), 'norm_s': g_s.norm().item(), 'norm_v': g_v.norm().item(), 'loss_s': loss_s.item(), 'loss_v': loss_v.item()}
 
 # %% ../nbs/08_sweep.ipynb #10804f1e
-@dataclass
+@dataclass(frozen=True)
 class ControlConfig:
     "One control run: SGD on one label set, noisy or clean, without mixing; its gradient geometry measured (not trained on) at points along the way."
     seed: int = 0 # seed of the weights, the batch order and the label noise (as a preparation seed)
     labels: str = 'noisy' # the one label set it trains on: 'noisy' (the structure labels) or 'clean' (the value labels)
     epochs: int = 30 # training epochs
-    lr: float = 0.1 # initial SGD learning rate (momentum 0.9, weight decay 5e-4, as the preparation)
-    milestones: tuple = (0.5, 0.75) # fractions of `epochs` where the learning rate drops ×0.1 (as the collapse preparation)
+    lr: float = PrepConfig.lr # initial SGD learning rate (momentum 0.9, weight decay 5e-4, as the preparation)
+    milestones: tuple = BRANCH_DEFAULTS['collapse']['milestones'] # fractions of `epochs` where the learning rate drops ×0.1 (as the collapse preparation)
     normalize: bool = True # step along the gradient divided by its norm, as W1's dual-gradient step does (False: the raw gradient, plain SGD)
-    noise_rate: float = 0.4 # symmetric label noise η
-    batch_size: int = 256 # batch size
-    augment: bool = True # padded random crop and flip for tensor data
-    model: str = 'resnet18' # 'resnet18', 'small_cnn' or 'package.module:function'
+    noise_rate: float = PrepConfig.noise_rate # symmetric label noise η
+    batch_size: int = PrepConfig.batch_size # batch size
+    augment: bool = PrepConfig.augment # padded random crop and flip for tensor data
+    model: str = PrepConfig.model # 'resnet18', 'small_cnn' or 'package.module:function'
     n_points: int = 24 # measurement points from initialisation to the end: half spaced geometrically in steps (the fast early fall), half evenly
     measure_batches: int = 8 # training batches (the same ones at every point) each c_sv is averaged over
-    deterministic: bool = True # deterministic cuDNN/torch kernels
+    deterministic: bool = PrepConfig.deterministic # deterministic cuDNN/torch kernels
     data: dict|None = None # W1 data spec with its digest (`geoprobe.dualgrad.w1_data_spec`)
 
     def __post_init__(self):
-        self.model, self.milestones = model_name(self.model), tuple(self.milestones)
+        object.__setattr__(self, 'model', model_name(self.model)); object.__setattr__(self, 'milestones', tuple(self.milestones))
         if self.labels not in ('noisy', 'clean'): raise ValueError(f"labels must be 'noisy' or 'clean', got {self.labels!r}")
         for name in ('epochs', 'n_points', 'measure_batches', 'batch_size'):
             if getattr(self, name) < 1: raise ValueError(f'{name} must be at least 1, got {getattr(self, name)}')
@@ -452,7 +433,7 @@ def _measure_points(total_steps, n_points):
 def control_geometry_job(config:ControlConfig, # the control run
                          save_dir, # the job's folder: resumable state after every epoch
                          device=None, # None: best available
-                         num_workers:int=2, # DataLoader workers (Dataset data only)
+                         num_workers:int=W1Data.num_workers, # DataLoader workers (Dataset data only)
                          progress:bool=False, # a bar over the epochs
                         ) -> list[dict]:
     "Train on `config.labels` only and measure (test error, c_sv, norms, losses) at about `n_points` steps; resumable per epoch."
@@ -498,40 +479,32 @@ def control_geometry_job(config:ControlConfig, # the control run
     return rows
 
 # %% ../nbs/08_sweep.ipynb #6c866b57
+CONTROL_COLUMNS = ['seed', 'labels', 'step', 'epoch', 'error', 'c_sv', 'norm_s', 'norm_v', 'loss_s', 'loss_v']
+
 def run_geometry_control(save_dir, # the control's folder: control_config.json, jobs/, W1_control.csv
-                         config:ControlConfig|None=None, # settings (None: defaults); keyword arguments override fields
+                         config:ControlConfig|None=None, # settings (None: defaults); keyword settings override fields
                          *, seeds=(0, 1, 2), # one control run per seed and label set
                          labels=('noisy', 'clean'), # label sets to train on, one run each per seed
-                         train_data=None, # (x, y) tensors or Dataset (None: CIFAR-10)
-                         test_data=None, # (x, y) tensors or Dataset (None: CIFAR-10 test split)
-                         data_root='data', # CIFAR-10 folder
-                         download:bool=False, # download CIFAR-10 if missing
-                         device=None, # None: best available
-                         num_workers:int=2, # DataLoader workers (Dataset data only)
+                         data:W1Data|None=None, # how the runs reach their data and where they compute (None: CIFAR-10 under 'data', best device)
                          progress:bool=True, # progress over the runs
-                         engine:str='local', # 'local' or 'ray'
-                         address=None, # with engine='ray': the cluster address
-                         **settings, # `ControlConfig` fields; `model_fn` is `model`
+                         engine:str|Engine='local', # 'local', 'ray', or an `Engine`
+                         address=None, # older calls' Ray cluster address ('auto', 'ray://…'), as `Engine('ray', address=...)`
+                         on_result=None, # called here with each run's job outcome, after W1_control.csv is rewritten
+                         **settings, # `ControlConfig` fields (epochs, lr, model or model_fn, ...) and `W1Data` fields (train_data, device, ...)
                         ) -> pd.DataFrame:
     "The no-history control of W1: c_sv against test error along single-label training (noisy or clean labels), one resumable job per (labels, seed)."
-    if 'model_fn' in settings: settings['model'] = settings.pop('model_fn')
+    data, settings = W1Data.take(settings, data)
     base = dataclasses.replace(config, **settings) if config is not None else ControlConfig(**settings)
-    out = Path(save_dir); out.mkdir(parents=True, exist_ok=True)
-    with folder_lock(out):
-        data = w1_data_spec(train_data, test_data, data_root, download, to_file=out/'data' if engine != 'local' else None)
-        base = dataclasses.replace(base, seed=0, labels='noisy', data=data)
-        folder_config = {**config_dict(base), 'seed': None, 'labels': None}
-        pin_config(out/'control_config.json', folder_config)
-        jobs = [Job(f'control/{lab}/seed{s}', control_geometry_job, dataclasses.replace(base, seed=s, labels=lab), str(out/'jobs'/f'{lab}_seed{s:02d}'),
-                    dict(device=device, num_workers=num_workers, progress=progress and engine == 'local')) for lab in labels for s in seeds]
-        def write(_=None):
-            rows = [r for j in jobs if (Path(j.save_dir)/DONE_FILE).is_file() for r in load_torch(Path(j.save_dir)/DONE_FILE)['result']]
-            save_csv(pd.DataFrame(rows, columns=CONTROL_COLUMNS), out/'W1_control.csv', manifest=make_manifest(folder_config, device=device))
-        job_results(run_jobs(jobs, engine, address=address, on_result=write, progress=progress), 'W1 control runs')
-        write()
-        return pd.DataFrame([r for j in jobs for r in load_torch(Path(j.save_dir)/DONE_FILE)['result']], columns=CONTROL_COLUMNS)
-
-CONTROL_COLUMNS = ['seed', 'labels', 'step', 'epoch', 'error', 'c_sv', 'norm_s', 'norm_v', 'loss_s', 'loss_v']
+    with Experiment(save_dir, engine=_engine(engine, address), progress=progress) as ex:
+        base = dataclasses.replace(base, data=data.spec(ex.inputs_dir))
+        pinned = folder_settings(base, 'seed', 'labels')
+        ex.pin('control_config.json', pinned)
+        options = dict(**data.job_options(), progress=progress and ex.engine.name == 'local')
+        jobs = [Job(f'control/{lab}/seed{s}', control_geometry_job, dataclasses.replace(base, seed=s, labels=lab), str(ex.out/'jobs'/f'{lab}_seed{s:02d}'),
+                    dict(options)) for lab in labels for s in seeds]
+        table = lambda runs: pd.DataFrame([row for rows in runs for row in rows], columns=CONTROL_COLUMNS)
+        def aggregate(finished): save_csv(table(finished.values()), ex.out/'W1_control.csv', manifest=make_manifest(pinned, device=data.device))
+        return table(ex.run(jobs, aggregate=aggregate, what='W1 control runs', on_result=on_result))
 
 # %% ../nbs/08_sweep.ipynb #d9d010b9
 from .core import document_parameters

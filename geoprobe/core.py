@@ -596,10 +596,13 @@ def folder_lock(folder, # the experiment folder (created if missing)
 # %% ../nbs/00_core.ipynb #005fd7ef
 def config_fields(cls, # a config dataclass
                  ) -> dict:
-    "`{name: (type, default, docment)}` of a config dataclass; the docment is the comment after the field (fastcore's `docments`)."
+    "`{name: (type, default, docment)}` of a config dataclass, inherited fields included; the docment is the comment after the field (fastcore's `docments`)."
     from fastcore.docments import docments
-    try: docs = docments(cls)
-    except (OSError, TypeError): docs = {}
+    docs = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass): continue
+        try: docs.update({k: v for k, v in docments(klass).items() if v})
+        except (OSError, TypeError): pass
     return {f.name: (f.type, f.default if f.default is not dataclasses.MISSING else f.default_factory(), docs.get(f.name) or '')
             for f in dataclasses.fields(cls)}
 
@@ -612,7 +615,9 @@ def document_parameters(namespace:dict, # a module's `globals()`: its `__all__` 
     for name in namespace.get('__all__', ()):
         obj = namespace.get(name)
         if not (inspect.isfunction(obj) or inspect.isclass(obj)) or obj.__module__ != namespace.get('__name__'): continue
-        try: notes = {k: v for k, v in docments(obj).items() if v and k not in ('self', 'return')}
+        try:
+            if dataclasses.is_dataclass(obj): notes = {k: doc for k, (_, _, doc) in config_fields(obj).items() if doc}
+            else: notes = {k: v for k, v in docments(obj).items() if v and k not in ('self', 'return')}
         except (OSError, TypeError): continue
         if notes and 'Parameters:' not in (obj.__doc__ or ''):
             obj.__doc__ = (obj.__doc__ or '').rstrip() + '\n\nParameters:\n' + '\n'.join(f'    {k}: {v}' for k, v in notes.items())

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_readout.ipynb #6c0475d4
 from __future__ import annotations
-import math, shutil, tempfile, time, warnings
+import dataclasses, math, shutil, tempfile, time, warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -566,7 +566,8 @@ def readout_jobs(train_maps:dict, # conduit maps of the training images
                  inputs_dir=None, # where to write the inputs for workers in other processes (an `Experiment`'s `inputs_dir`; None: in memory)
                  device=None, # where to train (None: best available)
                  images=None, # (train_images, test_images) in the order of the maps, (N, C, H, W): the 'images' input
-                 **settings, # `ReadoutConfig` fields: protocol, epochs, batch_size, lr, val_fraction, augment, normalize, n_classes
+                 config:ReadoutConfig|None=None, # the training settings every job derives its config from (None: the defaults)
+                 **settings, # `ReadoutConfig` fields that override `config`'s: protocol, epochs, batch_size, lr, val_fraction, augment, normalize, n_classes
                 ) -> list[Job]:
     "One `readout_job` per (config, seed), all reading one shared copy of the maps (and of the images)."
     specs = [parse_config(c) for c, _ in configs]
@@ -576,8 +577,9 @@ def readout_jobs(train_maps:dict, # conduit maps of the training images
     if any(ch == IMAGES for _, ch in specs):
         if images is None: raise ValueError("a config reads the raw images ('images'): pass images=(train_images, test_images)")
         imgs = share_input({'train': images[0], 'test': images[1]}, to_file=inputs_dir)
+    template = dataclasses.replace(config or ReadoutConfig(), **settings)
     return [Job(_record_key(m, ch, s), readout_job,
-                ReadoutConfig(ch, s, model=m, maps=maps['digest'], images=imgs['digest'] if ch == IMAGES else '', **settings),
+                dataclasses.replace(template, channels=ch, seed=s, model=m, maps=maps['digest'], images=imgs['digest'] if ch == IMAGES else ''),
                 str(Path(folder)/f"{config_key(m, ch).replace(':', '-')}-seed{s}"),
                 dict(maps=maps, images=imgs if ch == IMAGES else None, device=device)) for m, ch in specs for s in seeds]
 
@@ -599,7 +601,8 @@ def run_readout(train_maps:dict, # conduit maps of the training images
                 engine:str|Engine='local', # 'local' (one after another here), 'ray' (parallel workers), or an `Engine` with its options (gpus_per_job, ...)
                 address=None, # with engine='ray': None for a local Ray, 'auto' or 'ray://…' for a cluster (sets the `Engine`'s address)
                 device=None, # where to train (None: best available)
-                **settings, # `ReadoutConfig` fields: protocol, epochs, batch_size, lr, val_fraction, augment, normalize, n_classes
+                config:ReadoutConfig|None=None, # the training settings, passed whole to every run (its channels, seed and model are set per run)
+                **settings, # `ReadoutConfig` fields that override `config`'s: protocol, epochs, batch_size, lr, val_fraction, augment, normalize, n_classes
                ) -> pd.DataFrame:
     "Train every config with every seed as jobs (finished ones are reused when settings and maps match) and return the scoreboard."
     if baselines: configs = [*configs, *((c, n) for c, n in BASELINE_CONFIGS if images is not None or parse_config(c)[1] != IMAGES)]
@@ -610,7 +613,7 @@ def run_readout(train_maps:dict, # conduit maps of the training images
     engine = as_engine(engine, **({} if address is None else {'address': address}))
     with tempfile.TemporaryDirectory(prefix='geoprobe_readout_') as scratch, \
          Experiment(save_dir if save_dir is not None else scratch, engine=engine, progress=verbose) as ex:
-        jobs = readout_jobs(train_maps, test_maps, configs, seeds, ex.out/'jobs', ex.inputs_dir, device, images, **settings)
+        jobs = readout_jobs(train_maps, test_maps, configs, seeds, ex.out/'jobs', ex.inputs_dir, device, images, config, **settings)
         shared = {k: v for k, v in config_dict(jobs[0].config).items() if k not in ('channels', 'seed', 'model', 'images')}
         ex.pin('readout_config.json', shared)
         def records(finished):

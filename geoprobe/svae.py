@@ -415,6 +415,9 @@ class SVAETrainConfig:
 
     def __post_init__(self):
         self.arch = svae_arch(self.arch)
+        for name in ('steps', 'batch_size'):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1: raise ValueError(f'{name} must be at least 1, got {getattr(self, name)!r}')
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0): raise ValueError(f'lr must be a positive finite number, got {self.lr!r}')
         if self.data == 'noise': self.noise_kinds = list(NOISE_KINDS) if self.noise_kinds is None else list(self.noise_kinds)
         else: self.img_size, self.noise_kinds = None, None
 
@@ -556,6 +559,7 @@ def small_svae(steps:int=SMALL_SVAE_TRAINING['steps'], # training steps
     "The small PatchSVAE trained on `source` (a job in the cache folder), loaded from the cache when it was trained before; returns `(model, config)`."
     if source not in ('digits', 'noise'): raise ValueError(f"source must be 'digits' or 'noise', got {source!r}")
     arch = small_svae_config()
+    SVAETrainConfig(arch=arch, steps=steps, batch_size=batch_size, seed=seed)   # the settings are checked before anything is loaded or trained
     key = hashlib.sha1(json.dumps([arch, steps, source, seed, batch_size], sort_keys=True).encode()).hexdigest()[:10]
     data = load_digits_images(size=64, split='train')[0] if source == 'digits' else 'noise'
     val = load_digits_images(size=64, split='test')[0] if source == 'digits' else default_val_images('noise', seed=seed)

@@ -636,7 +636,8 @@ def config_from_dict(cls, # a config dataclass
     for k, v in d.items():
         f, t = fields[k], hints.get(k)
         default = f.default if f.default is not dataclasses.MISSING else None
-        if dataclasses.is_dataclass(t) and isinstance(v, dict): v = config_from_dict(t, v)
+        nested = [a for a in (typing.get_args(t) or (t,)) if dataclasses.is_dataclass(a)]   # `Config` or `Config|None`
+        if nested and isinstance(v, dict): v = config_from_dict(nested[0], v)
         elif isinstance(default, tuple) and isinstance(v, list) or (isinstance(v, list) and t is tuple): v = tuple(v)
         kwargs[k] = v
     return cls(**kwargs)

@@ -23,7 +23,7 @@ from .data import load_cifar10, cifar10_tensors, IndexedDataset, InMemoryLoader,
 from .distributed import Job, Engine, Experiment, as_engine, saved_results, DONE_FILE
 
 # %% auto #0
-__all__ = ['MODELS', 'BRANCH_DEFAULTS', 'PREP_STATE', 'resnet18_cifar', 'small_cnn', 'model_name', 'build_model',
+__all__ = ['MODELS', 'BRANCH_DEFAULTS', 'PREP_STATE', 'PREP_SEEDS', 'resnet18_cifar', 'small_cnn', 'model_name', 'build_model',
            'inject_label_noise', 'cosine_sim', 'batchnorm_updates', 'dual_gradient_step', 'original_dual_gradient_step',
            'resolve_precision', 'resolve_config_precision', 'precision_settings', 'train_one_epoch_with_logging',
            'evaluate', 'W1Data', 'load_w1_data', 'make_w1_loaders', 'w1_data_spec', 'load_w1_spec', 'seeded_w1_run',
@@ -500,9 +500,11 @@ def _recompute_damaged_checkpoints(out):
         try: load_torch(path)
         except CorruptStateError: set_aside(path); done.unlink()
 
+PREP_SEEDS = tuple(range(10)) # the public preparation's seeds per branch: 0..9
+
 def prepare_branch_checkpoints(branch:str, # 'ordered' or 'collapse'
                                config:PrepConfig|None=None, # settings (None: the branch's defaults); keyword arguments override fields
-                               *, seeds=range(10), # seeds to train, one job and one checkpoint each
+                               *, seeds=PREP_SEEDS, # seeds to train, one job and one checkpoint each
                                base_dir=None, # folder for `exp_Ta_prep_{branch}_*` (None: `default_base_dir()`)
                                resume:bool=True, # continue the newest existing folder, skipping finished seeds
                                data:W1Data|None=None, # how the runs reach their data and where they compute (None: CIFAR-10 under 'data', best device)

@@ -4,17 +4,26 @@
 
 # %% ../nbs/10_pipelines.ipynb #57f4a61f
 from __future__ import annotations
-import shutil, time
+import dataclasses, shutil, time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .core import config_dict, config_from_dict, load_json, save_json, make_manifest
+from .distributed import Engine, as_engine
+from .svae import SMALL_SVAE_TRAINING
+from .maps import MapsConfig
+from .readout import ReadoutConfig, READOUT_SEEDS, parse_config, config_key
+from .dualgrad import PrepConfig, W1Data, PREP_SEEDS
+from .sweep import W1Config, ControlConfig, CONTROL_SEEDS
+
 
 # %% auto #0
-__all__ = ['W1_REACH', 'SWEEP_ONLY', 'DEMO_SETTINGS', 'DEPARTURE_REASONS', 'UsageError', 'writable_dir', 'checked_device',
-           'image_tensors', 'class_names', 'autoencoder', 'conduit_readout', 'stage_settings', 'w1_experiment',
-           'w1_effect', 'demo_departures', 'copy_atomic', 'demo_report', 'run_demo']
+__all__ = ['SWEEP_ONLY', 'DEMO_SETTINGS', 'DEPARTURE_REASONS', 'UsageError', 'writable_dir', 'checked_device', 'image_tensors',
+           'class_names', 'autoencoder', 'Cell5Config', 'conduit_readout', 'shared_settings', 'W1Experiment', 'w1_plan',
+           'w1_experiment', 'w1_effect', 'DemoSettings', 'demo_departures', 'copy_atomic', 'demo_report', 'run_demo']
 
 # %% ../nbs/10_pipelines.ipynb #f5ac1b6f
 class UsageError(ValueError):
@@ -64,87 +73,166 @@ def class_names(data:str) -> list[str]:
 def autoencoder(source:str, # 'small', a published version (e.g. 'v40_freckles_noise') or a checkpoint path
                 cache_dir, # where the small model / downloads are cached
                 device, # where the model goes
-                steps:int=600, # training steps of the small model
+                steps:int=SMALL_SVAE_TRAINING['steps'], # training steps of the small model
                 progress:bool=True, # show training progress
+                engine:str|Engine='local', # where the small model's training job runs
                ):
-    "The PatchSVAE for `geoprobe readout` / `demo`: `(model, config)`."
+    "The PatchSVAE of a Cell 5 run: `(model, config)`."
     from geoprobe.svae import load_svae, small_svae
-    if source == 'small': return small_svae(steps=steps, source='digits', cache_dir=cache_dir, device=device, progress=progress)
+    if source == 'small': return small_svae(steps=steps, source='digits', cache_dir=cache_dir, device=device, progress=progress, engine=engine)
     try:
         if Path(source).suffix in ('.pt', '.pth') or Path(source).exists() or '/' in source: return load_svae(source, device=device)
         return load_svae(hf_version=source, device=device, cache_dir=cache_dir)
     except (FileNotFoundError, ImportError) as e: raise UsageError(str(e)) from None
 
+
 # %% ../nbs/10_pipelines.ipynb #8bf8eef2
-def conduit_readout(model, # a PatchSVAE
-                    train:tuple, # (images, labels) of the training split, 64×64
-                    test:tuple, # (images, labels) of the test split
-                    out:Path, # output folder: maps caches, readout records, scoreboard.csv, figures/
-                    *, seeds=(0, 1, 2), # readout seeds
-                    configs=None, # readout configs '[model:]input' (None: the original's eight)
-                    names=None, # class names
-                    dataset:str|None=None, # 'cifar10' adds the original's reported figures as reference rows; anything else: none
-                    baselines:bool=True, # also train the computed baselines (linear probes, a conv net on the raw images)
-                    device=None, # where to compute
-                    mixed_precision:str='off', # bfloat16 autocast of the map extraction: 'off', 'decoder' or 'on' (see `geoprobe.maps.MapsConfig`)
-                    fused_conduit:bool=False, # solve the conduit with `FLEighConduit(fused=True)` (torch.compile; for GPUs)
-                    progress:bool=True, # progress bars
-                    **train_kwargs, # `run_readout` settings: protocol, epochs, batch_size, lr, engine, ...
+@dataclass(frozen=True)
+class Cell5Config:
+    "Cell 5 from images to scoreboard, in one value: the images, the autoencoder, how the maps are made, which readouts run and how they train."
+    data: str = 'digits' # 'digits' (embedded, no download) or 'cifar10'
+    n_train: int|None = None # keep the first n training images (None: all)
+    n_test: int|None = None # keep the first n test images (None: all)
+    svae: str = 'small' # 'small' (trained here on the digits), a published version such as 'v40_freckles_noise' (needs geoprobe[hf]), or a checkpoint path
+    svae_steps: int = SMALL_SVAE_TRAINING['steps'] # training steps of the 'small' autoencoder
+    configs: tuple|None = None # readout configs: channel letters from SFTE, or model:input such as linear:S (None: the original's eight)
+    seeds: tuple = READOUT_SEEDS # readout seeds, one run per config and seed
+    baselines: bool = True # also train the computed baselines on the same data (linear probes on S and friction, a conv net on the raw images)
+    use_s: str = MapsConfig.use_s # the S maps: 'S' (after the autoencoder's cross-attention, as the original) or 'S_orig' (before it)
+    mixed_precision: str = MapsConfig.mixed_precision # bfloat16 autocast of the map extraction: 'off' (float32, as the original), 'on', or 'auto' (on where the hardware has bfloat16)
+    bf16_decoder_only: bool = MapsConfig.bf16_decoder_only # with mixed precision on: only the decoder in bfloat16, so S, friction and settle stay float32's
+    fused_conduit: bool = False # solve the conduit with FLEighConduit(fused=True): torch.compile, for GPUs; compiles for about a minute first
+    readout: ReadoutConfig = field(default_factory=ReadoutConfig) # the readout's training settings (each run sets its own channels, model and seed)
+
+    def __post_init__(self):
+        if self.data not in ('digits', 'cifar10'): raise UsageError(f"data must be 'digits' or 'cifar10', got {self.data!r}")
+        for name in ('n_train', 'n_test'):
+            if getattr(self, name) is not None and not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
+                raise UsageError(f'{name} must be a whole number ≥ 1 or None (all images), got {getattr(self, name)!r}')
+        if not isinstance(self.svae_steps, int) or self.svae_steps < 1: raise UsageError(f'steps must be at least 1, got {self.svae_steps!r}')
+        seeds = tuple(self.seeds)
+        if not seeds or not all(isinstance(s, (int, np.integer)) for s in seeds): raise UsageError(f'seeds must be one or more whole numbers, got {self.seeds!r}')
+        object.__setattr__(self, 'seeds', seeds)
+        if self.configs is not None:
+            object.__setattr__(self, 'configs', tuple(self.configs))
+            for c in self.configs: parse_config(c)
+        MapsConfig(use_s=self.use_s, mixed_precision=self.mixed_precision, bf16_decoder_only=self.bf16_decoder_only)
+
+    def readout_configs(self) -> list[tuple[str, str]]:
+        "`(config, name)` pairs for `run_readout`: the original's eight, or `configs` named by their own spelling."
+        from geoprobe.readout import DEFAULT_CONFIGS
+        return list(DEFAULT_CONFIGS) if self.configs is None else [(config_key(*parse_config(c)), c) for c in self.configs]
+
+
+# %% ../nbs/10_pipelines.ipynb #5c5e029c
+def conduit_readout(config:Cell5Config, # what to run
+                    out, # output folder: cell5_config.json, svae/, maps_train/, maps_test/, jobs/, readout_records.json, scoreboard.csv, figures/
+                    *, data_root='data', # CIFAR-10's folder
+                    download:bool=False, # download CIFAR-10 if missing
+                    device=None, # where to compute (None: best available)
+                    engine:str|Engine='local', # where the jobs run (autoencoder training, map shards, readout runs): 'local', 'ray' or an `Engine`
+                    svae_cache=None, # folder of the small autoencoder's training (None: `out/'svae'`)
+                    progress:bool=True, # progress bars and a line per finished run
                    ) -> tuple[pd.DataFrame, dict]:
-    "Cell 5 end to end: cached maps, the readout scoreboard and its figures; returns `(scoreboard, test maps)`."
+    "Cell 5 end to end: the autoencoder, cached maps of every image, the readout scoreboard and its figures; returns `(scoreboard, test maps)`."
     from geoprobe.data import InMemoryLoader
     from geoprobe.conduit import FLEighConduit
     from geoprobe.maps import extract_conduit_maps, plot_conduit_maps
-    from geoprobe.readout import DEFAULT_CONFIGS, run_readout
+    from geoprobe.readout import run_readout
     from geoprobe.plots import plot_scoreboard, plot_per_class
-    conduit = FLEighConduit(fused=fused_conduit)
-    maps = {split: extract_conduit_maps(model, InMemoryLoader(*data, batch_size=128), conduit, cache=out/f'maps_{split}', device=device,
-                                       mixed_precision=mixed_precision, progress=progress)
-            for split, data in (('train', train), ('test', test))}
-    board = run_readout(maps['train'], maps['test'], configs or DEFAULT_CONFIGS, seeds=tuple(seeds), save_dir=out, class_names=names,
-                        dataset=dataset, baselines=baselines, images=(train[0], test[0]), verbose=progress, device=device, **train_kwargs)
+    out, device, engine = writable_dir(out), checked_device(device), as_engine(engine)
+    save_json(config_dict(config), out/'cell5_config.json', manifest=make_manifest(config_dict(config), device=device))
+    images = {split: image_tensors(config.data, split, 64, data_root, download, limit=config.n_train if split == 'train' else config.n_test)
+              for split in ('train', 'test')}
+    model, _ = autoencoder(config.svae, out/'svae' if svae_cache is None else svae_cache, device, steps=config.svae_steps, progress=progress, engine=engine)
+    conduit = FLEighConduit(fused=config.fused_conduit)
+    maps = {split: extract_conduit_maps(model, InMemoryLoader(*images[split], batch_size=128), conduit, use_s=config.use_s, cache=out/f'maps_{split}',
+                                       device=device, mixed_precision=config.mixed_precision, bf16_decoder_only=config.bf16_decoder_only,
+                                       engine=engine, progress=progress)
+            for split in ('train', 'test')}
+    board = run_readout(maps['train'], maps['test'], config.readout_configs(), seeds=config.seeds, save_dir=out, class_names=class_names(config.data),
+                        dataset=config.data, baselines=config.baselines, images=(images['train'][0], images['test'][0]), verbose=progress,
+                        engine=engine, device=device, config=config.readout)
     (out/'figures').mkdir(exist_ok=True)
-    plot_conduit_maps(maps['test'], test[0], indices=(0, 1, 2), save_path=out/'figures'/'conduit_maps.png')
+    plot_conduit_maps(maps['test'], images['test'][0], indices=(0, 1, 2), save_path=out/'figures'/'conduit_maps.png')
     plot_scoreboard(board, save_path=out/'figures'); plot_per_class(board, save_path=out/'figures')
     return board, maps['test']
 
+
 # %% ../nbs/10_pipelines.ipynb #04264a82
-W1_REACH = ('train_data', 'test_data', 'device', 'data_root', 'download', 'progress', 'num_workers') # how W1's runs reach their data, not settings
-SWEEP_ONLY = ('lr',) # W1Config fields whose preparation/control namesake means something else (the sweeps' lr is the preparation's × 0.01)
+SWEEP_ONLY = ('lr',) # W1Config fields whose preparation and control namesakes mean something else (the sweeps' lr is the preparation's × 0.01)
 
-def stage_settings(cls, # a config dataclass: `geoprobe.dualgrad.PrepConfig` or `geoprobe.sweep.ControlConfig`
-                   w1_settings:dict, # W1 settings (`W1Config` fields)
-                  ) -> dict:
-    "The W1 settings that `cls` shares with `W1Config` and means the same by: what `--prepare` and the control inherit from the sweeps."
-    import dataclasses
+def shared_settings(cls, # a config dataclass: `PrepConfig` or `ControlConfig`
+                    sweeps:W1Config, # the sweeps' settings
+                   ) -> dict:
+    "The settings of `sweeps` that `cls` has too and means the same by (model, noise rate, batch size, K, augmentation, kernels, precision, ...)."
     own = {f.name for f in dataclasses.fields(cls)}
-    return {k: v for k, v in w1_settings.items() if k in own and k not in SWEEP_ONLY}
+    return {k: v for k, v in config_dict(sweeps).items() if k in own and k not in SWEEP_ONLY}
 
-def w1_experiment(out:Path, # output folder: W1_results.json, W1_geometry.csv, sweeps/, control/, figures/
-                  prep_dir, # folder with (or for) the exp_Ta_prep_* folders
-                  *, prepare:dict|None=None, # settings for `prepare_branches` when checkpoints should be made first (None: use existing)
-                  control:dict|None=None, # settings for `run_geometry_control` (seeds, epochs, ...); None: no control run
-                  engine:str='local', # 'local' or 'ray': how the preparation seeds, the sweeps and the control run
-                  address=None, # Ray cluster address (engine='ray')
-                  **w1_kwargs, # for `run_w1`: data, model, λ grid, epochs, ... (`W1Config` fields and how to reach the data)
+@dataclass(frozen=True)
+class W1Experiment:
+    "W1 end to end in one value: the sweeps' settings and, when they run, the preparation of both branches and the no-history control."
+    sweeps: W1Config = W1Config() # the λ sweeps (the original's settings by default)
+    prepare: bool = False # train the ordered and collapse checkpoints first (False: sweep the newest prepared ones)
+    ordered: PrepConfig = PrepConfig('ordered') # the ordered branch's preparation (each seed's run sets its seed)
+    collapse: PrepConfig = PrepConfig('collapse') # the collapse branch's preparation
+    ordered_seeds: tuple = PREP_SEEDS # seeds of the ordered preparation, one checkpoint each
+    collapse_seeds: tuple = PREP_SEEDS # seeds of the collapse preparation
+    control: ControlConfig|None = None # the no-history control (None: none; each run sets its seed and label set)
+    control_seeds: tuple = CONTROL_SEEDS # the control's seeds, one run each on the noisy and on the clean labels
+
+    def __post_init__(self):
+        for name in ('ordered_seeds', 'collapse_seeds', 'control_seeds'): object.__setattr__(self, name, tuple(getattr(self, name)))
+        for b in ('ordered', 'collapse'):
+            if getattr(self, b).branch != b: raise UsageError(f'{b} must be a PrepConfig of the {b} branch, got one of {getattr(self, b).branch}')
+
+def w1_plan(sweeps:W1Config|None=None, # the sweeps' settings (None: the original's)
+            *, prepare:bool=False, # train the checkpoints first
+            prep_seeds=PREP_SEEDS, # seeds of both branches' preparation (`ordered`/`collapse` may set their own `seeds`)
+            prep:dict|None=None, # `PrepConfig` settings of both branches (epochs, lr, keep_all, ...)
+            ordered:dict|None=None, # the ordered branch's own settings (e.g. lam, seeds)
+            collapse:dict|None=None, # the collapse branch's own settings
+            control:dict|None=None, # `ControlConfig` settings of the control (None: no control)
+            control_seeds=CONTROL_SEEDS, # the control's seeds
+           ) -> W1Experiment:
+    "A `W1Experiment` whose preparation and control share every setting of `sweeps` they mean the same by; `prep`, `ordered`, `collapse` and `control` set the rest."
+    sweeps = sweeps or W1Config()
+    def branch(b, own):
+        own = dict(own or {})
+        seeds = tuple(own.pop('seeds', prep_seeds))
+        return PrepConfig(b, **{**shared_settings(PrepConfig, sweeps), **(prep or {}), **own}), seeds
+    (o, o_seeds), (c, c_seeds) = branch('ordered', ordered), branch('collapse', collapse)
+    ctl = None if control is None else ControlConfig(**{**shared_settings(ControlConfig, sweeps), **control})
+    return W1Experiment(sweeps, prepare, o, c, o_seeds, c_seeds, ctl, control_seeds)
+
+
+# %% ../nbs/10_pipelines.ipynb #951ae8b1
+def w1_experiment(config:W1Experiment, # what to run
+                  out, # output folder: w1_experiment.json, W1_results.json, W1_geometry.csv, sweeps/, control/, figures/
+                  prep_dir, # folder with (or, with `config.prepare`, for) the exp_Ta_prep_* folders
+                  *, data:W1Data|None=None, # how the runs reach their data and where they compute (None: CIFAR-10 under 'data', best device)
+                  engine:str|Engine='local', # where the preparation seeds, the sweeps and the control runs go: 'local', 'ray' or an `Engine`
+                  progress:bool=True, # progress bars and a line per finished job
                  ) -> pd.DataFrame:
-    "W1 end to end: optional preparation, both sweeps, the optional no-history control, the geometry table and its figures; returns the table."
-    from geoprobe.dualgrad import prepare_branches, PrepConfig
-    from geoprobe.sweep import run_w1, w1_geometry_table, ControlConfig, run_geometry_control
+    "W1 end to end: optional preparation, both branches' sweeps, the optional no-history control, the geometry table and its figures; returns the table."
+    from geoprobe.dualgrad import prepare_branch_checkpoints
+    from geoprobe.sweep import run_w1, w1_geometry_table, run_geometry_control
     from geoprobe.plots import plot_geometry_by_branch, plot_error_geometry, w1_verdict
-    if 'model_fn' in w1_kwargs: w1_kwargs['model'] = w1_kwargs.pop('model_fn')
-    reach = {k: w1_kwargs[k] for k in W1_REACH if k in w1_kwargs}
-    settings = {k: v for k, v in w1_kwargs.items() if k not in W1_REACH}
-    if prepare is not None: prepare_branches(prep_dir, engine=engine, address=address, **{**reach, **stage_settings(PrepConfig, settings), **prepare})
-    results = run_w1(prep_dir, save_dir=out, engine=engine, address=address, **w1_kwargs)
-    ctl = None
-    if control is not None:
-        ctl = run_geometry_control(out/'control', engine=engine, address=address, **{**reach, **stage_settings(ControlConfig, settings), **control})
+    out, engine = writable_dir(out), as_engine(engine)
+    save_json(config_dict(config), out/'w1_experiment.json', manifest=make_manifest(config_dict(config), device=data.device if data else None))
+    if config.prepare:
+        for b in ('ordered', 'collapse'):
+            prepare_branch_checkpoints(b, getattr(config, b), seeds=getattr(config, f'{b}_seeds'), base_dir=prep_dir, data=data, engine=engine, progress=progress)
+    results = run_w1(prep_dir, config.sweeps, save_dir=out, data=data, engine=engine, progress=progress)
+    control = None
+    if config.control is not None and config.control_seeds:
+        control = run_geometry_control(out/'control', config.control, seeds=config.control_seeds, data=data, engine=engine, progress=progress)
     table = w1_geometry_table(results)
     (out/'figures').mkdir(exist_ok=True)
-    plot_geometry_by_branch(table, save_path=out/'figures')
-    plot_error_geometry(table, ctl, save_path=out/'figures', verdict=w1_verdict(table, ctl))
+    plot_geometry_by_branch(table, save_path=out/'figures', noise_rate=config.sweeps.noise_rate)
+    plot_error_geometry(table, control, save_path=out/'figures', verdict=w1_verdict(table, control))
     return table
+
 
 # %% ../nbs/10_pipelines.ipynb #708e8df3
 def w1_effect(geometry:pd.DataFrame, # the W1 geometry table (one row per seed, branch, λ)
@@ -167,19 +255,29 @@ def w1_effect(geometry:pd.DataFrame, # the W1 geometry table (one row per seed, 
             'could_reach_alpha': v['could_reach_alpha'], 'alpha': v['alpha']}
 
 # %% ../nbs/10_pipelines.ipynb #d4419872
+@dataclass(frozen=True)
+class DemoSettings:
+    "What `run_demo` runs: Cell 5 and W1 on the embedded digits."
+    cell5: Cell5Config # the Cell 5 pipeline (64×64 digits)
+    w1: W1Experiment # the W1 pipeline (32×32 digits)
+    w1_n_train: int|None = None # W1's training images: the first n of the digits' training split (None: all 1,347)
+
 DEMO_SETTINGS = {
-    False: dict(svae_steps=600, n_train=None, n_test=None, readout_seeds=[0, 1, 2], readout_epochs=8,
-                prepare=dict(epochs=50, lr=0.1, k=16, keep_all=False, ordered=dict(seeds=list(range(6)), lam=0.35),
-                             collapse=dict(seeds=list(range(8)), lam=0.47)),
-                control=dict(seeds=[0, 1, 2], epochs=50, lr=0.1),
-                w1=dict(model='small_cnn', n_seeds=6, collapse_max_error=0.85, lambda_step=0.04, epochs_per_lambda=3, k=16, log_freq=3,
-                        lr=0.001, batch_size=64, noise_rate=0.4, augment=True)),
-    True: dict(svae_steps=150, n_train=400, n_test=200, readout_seeds=[0, 1], readout_epochs=3,
-               prepare=dict(epochs=4, lr=0.05, keep_all=True, seeds=[0, 1]),
-               control=dict(seeds=[0], epochs=4, lr=0.05, n_points=8, measure_batches=2),
-               w1=dict(model='small_cnn', n_seeds=2, collapse_max_error=0.95, lambda_step=0.2, epochs_per_lambda=1, k=4, log_freq=3,
-                       lr=0.01, batch_size=64)),
+    False: DemoSettings(
+        Cell5Config(svae_steps=600, seeds=(0, 1, 2), readout=ReadoutConfig(epochs=8, batch_size=32, lr=2e-3)),
+        w1_plan(W1Config(model='small_cnn', n_seeds=6, collapse_max_error=0.85, lambda_step=0.04, epochs_per_lambda=3, k=16, log_freq=3,
+                         lr=0.001, batch_size=64, noise_rate=0.4, augment=True),
+                prepare=True, prep=dict(epochs=50, lr=0.1, k=16, keep_all=False), ordered=dict(seeds=range(6), lam=0.35),
+                collapse=dict(seeds=range(8), lam=0.47), control=dict(epochs=50, lr=0.1), control_seeds=(0, 1, 2))),
+    True: DemoSettings(
+        Cell5Config(n_train=400, n_test=200, svae_steps=150, seeds=(0, 1), readout=ReadoutConfig(epochs=3, batch_size=32, lr=2e-3)),
+        w1_plan(W1Config(model='small_cnn', n_seeds=2, collapse_max_error=0.95, lambda_step=0.2, epochs_per_lambda=1, k=4, log_freq=3,
+                         lr=0.01, batch_size=64),
+                prepare=True, prep_seeds=(0, 1), prep=dict(epochs=4, lr=0.05, keep_all=True),
+                control=dict(epochs=4, lr=0.05, n_points=8, measure_batches=2), control_seeds=(0,)),
+        w1_n_train=400),
 }
+
 
 # %% ../nbs/10_pipelines.ipynb #d7702e27
 DEPARTURE_REASONS = {
@@ -196,22 +294,20 @@ DEPARTURE_REASONS = {
     'collapse_epochs': 'the collapse branch trained 50 epochs instead of 100: 50 reach the collapse state on the digits, and 100 would double the preparation',
 }
 
-def demo_departures(settings:dict, # one of `DEMO_SETTINGS`
+def demo_departures(settings:DemoSettings, # one of `DEMO_SETTINGS`
                    ) -> list[str]:
     "Every W1 setting of the demo that differs from the original's, in words, each with its reason."
-    import dataclasses
-    from geoprobe.sweep import W1Config
-    from geoprobe.dualgrad import BRANCH_DEFAULTS, PrepConfig
-    w1_defaults = {f.name: f.default for f in dataclasses.fields(W1Config)}
-    found = [('data', 'CIFAR-10', 'digits'), *[(k, w1_defaults[k], v) for k, v in settings['w1'].items() if v != w1_defaults[k]]]
-    prep = settings['prepare']
+    from geoprobe.dualgrad import BRANCH_DEFAULTS
+    w1, original = settings.w1, W1Config()
+    found = [('data', 'CIFAR-10', 'digits'), *[(f.name, getattr(original, f.name), getattr(w1.sweeps, f.name)) for f in dataclasses.fields(W1Config)
+                                                if getattr(w1.sweeps, f.name) != getattr(original, f.name)]]
     for b in ('ordered', 'collapse'):
-        own = {**prep, **prep.get(b, {})}
-        if len(own.get('seeds', range(10))) != 10: found.append(('prep_seeds', 10, f"{b} {len(own['seeds'])}"))
-        if own.get('lam', BRANCH_DEFAULTS[b]['lam']) != BRANCH_DEFAULTS[b]['lam']: found.append((f'{b}_lam', BRANCH_DEFAULTS[b]['lam'], own['lam']))
-        if own.get('epochs', BRANCH_DEFAULTS[b]['epochs']) != BRANCH_DEFAULTS[b]['epochs']: found.append((f'{b}_epochs', BRANCH_DEFAULTS[b]['epochs'], own['epochs']))
-    for k in ('lr', 'k'):
-        if k in prep and prep[k] != getattr(PrepConfig(), k): found.append((f'prep_{k}', getattr(PrepConfig(), k), prep[k]))
+        own, seeds = getattr(w1, b), getattr(w1, f'{b}_seeds')
+        if len(seeds) != len(PREP_SEEDS): found.append(('prep_seeds', len(PREP_SEEDS), f'{b} {len(seeds)}'))
+        for name, key in (('lam', 'lam'), ('epochs', 'epochs')):
+            if getattr(own, name) != BRANCH_DEFAULTS[b][key]: found.append((f'{b}_{name}', BRANCH_DEFAULTS[b][key], getattr(own, name)))
+        for k in ('lr', 'k'):
+            if getattr(own, k) != getattr(PrepConfig, k): found.append((f'prep_{k}', getattr(PrepConfig, k), getattr(own, k)))
     lines, seen = [], set()
     for key, original, demo in found:
         if key not in DEPARTURE_REASONS: raise KeyError(f'the demo departs from the original in {key} ({original} → {demo}) without a reason in DEPARTURE_REASONS')
@@ -220,6 +316,7 @@ def demo_departures(settings:dict, # one of `DEMO_SETTINGS`
         values = [str(d) for k, _, d in found if k == key]
         lines.append(f"`{key}`: original {original}, demo {', '.join(values)}: {DEPARTURE_REASONS[key]}")
     return lines
+
 
 # %% ../nbs/10_pipelines.ipynb #b4b5bfb7
 def copy_atomic(src, # file to copy
@@ -307,8 +404,10 @@ def demo_report(out:Path, # the demo's output folder
     "Write `report.md`: each figure with a paragraph that reads its numbers."
     from geoprobe.core import atomic_write
     lines = ['# geoprobe demo report', '',
-             f"Embedded digits (scikit-learn, {settings['n_train_images']} training / {settings['n_test_images']} test images); "
-             f"settings: `{ {k: v for k, v in settings.items() if not k.startswith('n_')} }`.", '',
+             f"Embedded digits (scikit-learn, {settings['n_train_images']} training / {settings['n_test_images']} test images for Cell 5). "
+             f"Every setting of this run is in `demo_settings.json`. To run either part again on its own, from this folder: "
+             f"`geoprobe readout --config readout/cell5_config.json --out OUT` and `geoprobe sweep --config w1_experiment.json --prep-dir prep "
+             f"--data digits{'' if settings['w1_n_train'] is None else ' --n-train ' + str(settings['w1_n_train'])} --out OUT`.", '',
              '## Conduit maps', '', '![conduit maps](figures/conduit_maps.png)', '',
              'Each digit becomes a 16×16 grid of 4×4 patches. Per patch: the singular values S of the autoencoder, the friction and '
              'settle step of the conduit eigensolver on the patch Gram matrix, and the reconstruction error. Friction and error are '
@@ -322,37 +421,35 @@ def run_demo(out='geoprobe_demo', # report folder (created; a rerun reuses finis
              device=None, # None: best available
              fast:bool=False, # the quick configuration (about a minute on 2 CPU cores)
              progress:bool=True, # progress bars
+             engine:str|Engine='local', # where the jobs run: 'local', 'ray' or an `Engine`
             ) -> Path:
-    "Both experiment families on the embedded digits, with a report; returns the path of report.md."
-    from geoprobe.core import save_json, make_manifest, load_json, load_csv, pin_config, find_experiment_dirs
+    "Both experiment families on the embedded digits (`DEMO_SETTINGS`), with a report; returns the path of report.md."
+    from geoprobe.core import load_csv, pin_config, find_experiment_dirs
     from geoprobe.readout import conduit_lift
     out, device, s = writable_dir(out), checked_device(device), DEMO_SETTINGS[bool(fast)]
     pin_config(out/'demo_config.json', {'fast': bool(fast)})
     t0 = time.time()
-    stage = (lambda i, what: print(f'{i}/4 {what}', flush=True)) if progress else (lambda i, what: None)
-    stage(1, 'autoencoder')
-    model, _ = autoencoder('small', out/'svae', device, steps=s['svae_steps'], progress=progress)
-    train, test = (image_tensors('digits', split, 64, limit=s['n_train' if split == 'train' else 'n_test']) for split in ('train', 'test'))
-    stage(2, 'conduit maps and the readout scoreboard')
-    board, _ = conduit_readout(model, train, test, out/'readout', seeds=s['readout_seeds'], names=class_names('digits'), dataset='digits',
-                               device=device, progress=progress, epochs=s['readout_epochs'], batch_size=32, lr=2e-3)
+    stage = (lambda i, what: print(f'{i}/3 {what}', flush=True)) if progress else (lambda i, what: None)
+    stage(1, 'Cell 5: autoencoder, conduit maps and the readout scoreboard')
+    board, _ = conduit_readout(s.cell5, out/'readout', device=device, engine=engine, svae_cache=out/'svae', progress=progress)
     copy_atomic(out/'readout'/'scoreboard.csv', out/'scoreboard.csv')
     lift = conduit_lift(list(load_json(out/'readout'/'readout_records.json')['records'].values()))
-    w1_data = dict(train_data=image_tensors('digits', 'train', 32, limit=s['n_train']), test_data=image_tensors('digits', 'test', 32),
-                   device=device, progress=progress)
-    stage(3, 'W1: preparation, sweeps and the no-history control')
-    geometry = w1_experiment(out, out/'prep', prepare=s['prepare'], control=s['control'], **s['w1'], **w1_data)
+    stage(2, 'W1: preparation, sweeps and the no-history control')
+    data = W1Data(image_tensors('digits', 'train', 32, limit=s.w1_n_train), image_tensors('digits', 'test', 32), device=device)
+    geometry = w1_experiment(s.w1, out, out/'prep', data=data, engine=engine, progress=progress)
     swept = load_json(out/'W1_results.json')
     control = load_csv(out/'control'/'W1_control.csv')
     effect = w1_effect(geometry, {b: [r['init_error'] for r in swept if r['branch'].startswith(b)] for b in ('ordered', 'collapse')}, control)
     prepared = {b: load_json(find_experiment_dirs(out/'prep', f'exp_Ta_prep_{b}')[-1]/f'{b}_prep_results.json') for b in ('ordered', 'collapse')}
     effect['prepared'] = {b: [round(r['final_error'], 3) for r in recs] for b, recs in prepared.items()}
-    stage(4, 'report')
+    stage(3, 'report')
     for fig in (out/'readout'/'figures').glob('*.png'): copy_atomic(fig, out/'figures'/fig.name)
-    settings = {**s, 'fast': bool(fast), 'device': str(device), 'n_train_images': len(train[1]), 'n_test_images': len(test[1])}
+    n_images = {'n_train_images': int(s.cell5.n_train or len(image_tensors('digits', 'train', 8)[1])), 'n_test_images': int(s.cell5.n_test or len(image_tensors('digits', 'test', 8)[1]))}
+    settings = {'fast': bool(fast), 'device': str(device), **config_dict(s), **n_images}
     save_json({'settings': settings, 'w1_effect': effect}, out/'demo_settings.json',
               manifest=make_manifest(settings, device=device, seconds=round(time.time() - t0, 1)))
     return demo_report(out, board, lift, geometry, effect, control, settings, None if fast else demo_departures(s))
+
 
 # %% ../nbs/10_pipelines.ipynb #3a6de4d2
 from .core import document_parameters

@@ -23,12 +23,12 @@ from .data import InMemoryLoader
 # %% auto #0
 __all__ = ['CHANNEL_KEYS', 'IMAGES', 'LOG_CHANNELS', 'READOUT_MODELS', 'PROTOCOLS', 'ORIGINAL_NUM_WORKERS', 'DEFAULT_CONFIGS',
            'BASELINE_CONFIGS', 'REFERENCE_RESULTS', 'SCATTER_CONV', 'KIND_CONDUIT', 'KIND_BASELINE', 'KIND_ORIGINAL',
-           'parse_channels', 'parse_input', 'select_channels', 'ConduitDataset', 'channel_names', 'fit_channel_norm',
-           'apply_channel_norm', 'SpatialConvClassifier', 'LinearProbe', 'ImageConvClassifier', 'stratified_split',
-           'predict', 'per_class_accuracy', 'check_readout_settings', 'check_maps', 'ReadoutConfig', 'draw_loader_seed',
-           'OriginalLoader', 'train_and_eval', 'original_train_and_eval', 'parse_config', 'config_key', 'readout_kind',
-           'is_cifar10', 'above_chance', 'scoreboard_table', 'format_scoreboard', 'conduit_lift', 'readout_job',
-           'readout_jobs', 'run_readout']
+           'READOUT_SEEDS', 'parse_channels', 'parse_input', 'select_channels', 'ConduitDataset', 'channel_names',
+           'fit_channel_norm', 'apply_channel_norm', 'SpatialConvClassifier', 'LinearProbe', 'ImageConvClassifier',
+           'stratified_split', 'predict', 'per_class_accuracy', 'check_readout_settings', 'check_maps', 'ReadoutConfig',
+           'draw_loader_seed', 'OriginalLoader', 'train_and_eval', 'original_train_and_eval', 'parse_config',
+           'config_key', 'readout_kind', 'is_cifar10', 'above_chance', 'scoreboard_table', 'format_scoreboard',
+           'conduit_lift', 'readout_job', 'readout_jobs', 'run_readout']
 
 # %% ../nbs/06_readout.ipynb #b1c062f9
 CHANNEL_KEYS = {'S': 'S', 'F': 'friction', 'T': 'settle', 'E': 'error'}
@@ -588,10 +588,12 @@ def _saved_records(jobs_dir) -> dict:
     "The records of every finished run under `jobs_dir`, by '{config}/seed{seed}'."
     return {_record_key(r['model'], r['channels'], r['seed']): r for r in saved_results(jobs_dir).values()}
 
+READOUT_SEEDS = (0, 1, 2) # readout seeds per configuration, as the original's three
+
 def run_readout(train_maps:dict, # conduit maps of the training images
                 test_maps:dict, # conduit maps of the test images
                 configs=DEFAULT_CONFIGS, # (config, name) pairs, config '[model:]input'
-                seeds=(0, 1, 2), # one training run per seed and config
+                seeds=READOUT_SEEDS, # one training run per seed and config
                 *, save_dir=None, # folder for jobs/, `readout_records.json` and `scoreboard.csv` (resumes from it); None: a temporary one
                 class_names=None, # class names for the per-class columns
                 dataset:str|None=None, # the data the maps come from: 'cifar10' adds the original's reference rows to the scoreboard

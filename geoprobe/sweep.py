@@ -25,10 +25,10 @@ from .distributed import Job, Engine, Experiment
 # %% auto #0
 __all__ = ['LAMBDA_START', 'LAMBDA_END', 'LAMBDA_STEP', 'LAMBDA_GRID_UP', 'LAMBDA_GRID_DOWN', 'BRANCH_OF_DIRECTION',
            'GEOMETRY_METRICS', 'CHECKPOINT_KEYS', 'W1_GEOMETRY_COLUMNS', 'CONTROL_STATE', 'CONTROL_COLUMNS',
-           'make_lambda_grid', 'aggregate_geometry', 'load_branch_checkpoint', 'branch_model', 'SweepSettings',
-           'SweepConfig', 'run_sweep_with_geometry', 'W1Config', 'find_w1_checkpoints', 'w1_geometry_table',
-           'w1_sweep_job', 'w1_sweep_configs', 'run_w1', 'gradient_geometry', 'ControlConfig', 'control_geometry_job',
-           'run_geometry_control']
+           'CONTROL_SEEDS', 'make_lambda_grid', 'aggregate_geometry', 'load_branch_checkpoint', 'branch_model',
+           'SweepSettings', 'SweepConfig', 'run_sweep_with_geometry', 'W1Config', 'find_w1_checkpoints',
+           'w1_geometry_table', 'w1_sweep_job', 'w1_sweep_configs', 'run_w1', 'gradient_geometry', 'ControlConfig',
+           'control_geometry_job', 'run_geometry_control']
 
 # %% ../nbs/08_sweep.ipynb #1d689fb1
 LAMBDA_START, LAMBDA_END, LAMBDA_STEP = 0.30, 0.70, 0.04 # the original's λ grids: lowest and highest λ, spacing
@@ -481,9 +481,11 @@ def control_geometry_job(config:ControlConfig, # the control run
 # %% ../nbs/08_sweep.ipynb #6c866b57
 CONTROL_COLUMNS = ['seed', 'labels', 'step', 'epoch', 'error', 'c_sv', 'norm_s', 'norm_v', 'loss_s', 'loss_v']
 
+CONTROL_SEEDS = (0, 1, 2) # the control's seeds per label set
+
 def run_geometry_control(save_dir, # the control's folder: control_config.json, jobs/, W1_control.csv
                          config:ControlConfig|None=None, # settings (None: defaults); keyword settings override fields
-                         *, seeds=(0, 1, 2), # one control run per seed and label set
+                         *, seeds=CONTROL_SEEDS, # one control run per seed and label set
                          labels=('noisy', 'clean'), # label sets to train on, one run each per seed
                          data:W1Data|None=None, # how the runs reach their data and where they compute (None: CIFAR-10 under 'data', best device)
                          progress:bool=True, # progress over the runs

@@ -4,20 +4,20 @@
 
 # %% ../nbs/11_cli.ipynb #85ec161e
 from __future__ import annotations
-import argparse, sys
+import argparse, dataclasses, sys
 from pathlib import Path
 
 import geoprobe
-from .pipelines import (UsageError, writable_dir, checked_device, image_tensors, class_names, autoencoder, conduit_readout,
-                                w1_experiment, run_demo)
+from .pipelines import (UsageError, writable_dir, checked_device, image_tensors, conduit_readout, w1_experiment, run_demo)
 
 
 # %% auto #0
-__all__ = ['ENGINE_OPTIONS', 'add_config_options', 'config_options', 'add_engine_options', 'engine_option', 'build_parser',
-           'start_over', 'main']
+__all__ = ['ENGINE_OPTIONS', 'CELL5_OPTIONS', 'READOUT_OPTIONS', 'add_config_options', 'config_options', 'add_engine_options',
+           'engine_option', 'build_parser', 'start_over', 'cell5_from_args', 'w1_from_args', 'main']
 
 # %% ../nbs/11_cli.ipynb #a349bd23
 def _option_type(annotation, default):
+    if isinstance(default, tuple): return type(default[0]) if default else str
     if default is not None: return type(default)
     return next((t for t in (int, float) if t.__name__ in str(annotation)), str)
 
@@ -37,9 +37,10 @@ def add_config_options(parser:argparse.ArgumentParser, # the (sub)command's pars
         annotation, default, doc = spec[name]
         dest = _dest(name, prefix, rename)
         flag, doc = '--' + dest.replace('_', '-'), doc.replace('%', '%%')
+        many = {'nargs': '+'} if isinstance(default, tuple) or 'tuple' in str(annotation) else {}
         if isinstance(default, bool): parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=default, help=doc)
         else: parser.add_argument(flag, dest=dest, type=_option_type(annotation, default), default=default, choices=(choices or {}).get(name),
-                                  help=f'{doc} [%(default)s]')
+                                  help=f'{doc} [%(default)s]', **many)
 
 def config_options(args:argparse.Namespace, # parsed arguments
                    cls, # the config dataclass the options came from
@@ -80,25 +81,26 @@ def _add_common(p, out_default):
     p.add_argument('--quiet', action='store_true', help='no progress bars')
     p.add_argument('--fresh', action='store_true', help='start over: move what the output folder holds aside (to OUT.old-<time>) first, then run anew')
     p.add_argument('--wait', type=_seconds, default=0, help='seconds to wait while another run holds the output folder (0: refuse at once) [%(default)s]')
+    add_engine_options(p)
 
-def _field_default(cls, name):
-    "The default of field `name` of config dataclass `cls`."
-    import dataclasses
-    return next(f.default for f in dataclasses.fields(cls) if f.name == name)
+def _add_data(p, default):
+    p.add_argument('--data', default=default, choices=['digits', 'cifar10'], help='data set [%(default)s]')
+    p.add_argument('--data-root', default='data', help='CIFAR-10 folder (holds cifar-10-batches-py/) [%(default)s]')
+    p.add_argument('--download', action='store_true', help='download CIFAR-10 if missing (needs internet)')
 
-def _default(fn, name):
-    "The default of parameter `name` of library function `fn`."
-    import inspect
-    return inspect.signature(fn).parameters[name].default
+def _add_replay(p, what):
+    p.add_argument('--config', default=None, metavar='FILE', help=f'start from the settings saved in FILE ({what} of an earlier run); options given here override them')
+
+CELL5_OPTIONS = ['n_train', 'n_test', 'svae', 'svae_steps', 'configs', 'seeds', 'baselines', 'use_s', 'mixed_precision', 'bf16_decoder_only', 'fused_conduit']
+READOUT_OPTIONS = ['protocol', 'epochs', 'batch_size', 'lr', 'val_fraction', 'augment', 'normalize'] # the readout's training settings on the command line
 
 def build_parser() -> argparse.ArgumentParser:
     "The argument parser of the `geoprobe` command."
-    from geoprobe.readout import ReadoutConfig, PROTOCOLS, run_readout
-    from geoprobe.svae import small_svae
+    from geoprobe.core import MIXED_PRECISION
+    from geoprobe.readout import ReadoutConfig, PROTOCOLS
     from geoprobe.sweep import W1Config, ControlConfig
-    from geoprobe.dualgrad import MODELS, prepare_branch_checkpoints
-    from geoprobe.core import config_fields
-    from geoprobe.maps import MapsConfig, MIXED_PRECISION
+    from geoprobe.dualgrad import MODELS
+    from geoprobe.pipelines import Cell5Config
     p = argparse.ArgumentParser(prog='geoprobe', description=geoprobe.__doc__, allow_abbrev=False)
     p.add_argument('--version', action='version', version=f'geoprobe {geoprobe.__version__}')
     sub = p.add_subparsers(dest='command', metavar='COMMAND')
@@ -112,43 +114,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser('readout', allow_abbrev=False, help='Cell 5: conduit maps + spatial conv readout scoreboard',
                        description='Extract conduit maps of every image with a patch autoencoder and train the conv readout on each '
-                                   'channel set with several seeds; writes scoreboard.csv, readout_records.json, figures/.')
-    _add_common(r, 'geoprobe_readout')
-    r.add_argument('--data', default='digits', choices=['digits', 'cifar10'], help='data set [%(default)s]')
-    r.add_argument('--data-root', default='data', help='CIFAR-10 folder (holds cifar-10-batches-py/) [%(default)s]')
-    r.add_argument('--download', action='store_true', help='download CIFAR-10 if missing (needs internet)')
-    r.add_argument('--svae', default='small', help="'small' (trained here on digits), a published version such as "
-                   "'v40_freckles_noise' (needs geoprobe[hf]), or a checkpoint path [%(default)s]")
-    r.add_argument('--svae-steps', type=int, default=_default(small_svae, 'steps'), help="training steps of the 'small' autoencoder [%(default)s]")
-    r.add_argument('--seeds', type=int, nargs='+', default=list(_default(run_readout, 'seeds')), help='readout seeds [%(default)s]')
-    r.add_argument('--configs', nargs='+', default=None, help="readout configs: channel letters from SFTE, or model:input such as linear:S [the original's eight]")
-    r.add_argument('--baselines', action=argparse.BooleanOptionalAction, default=True, help='also train the computed baselines on the same data [%(default)s]')
-    add_config_options(r, ReadoutConfig, ['protocol', 'epochs', 'batch_size', 'lr', 'val_fraction', 'augment', 'normalize'], choices={'protocol': PROTOCOLS})
-    add_config_options(r, MapsConfig, ['mixed_precision'], choices={'mixed_precision': MIXED_PRECISION})
-    r.add_argument('--fused-conduit', action='store_true', help='solve the conduit with FLEighConduit(fused=True): torch.compile, for GPUs; compiles for about a minute first')
-    r.add_argument('--engine', default='local', choices=['local', 'ray'], help='run the readout jobs here or as Ray jobs [%(default)s]')
-    r.add_argument('--address', default=None, help="Ray cluster address with --engine ray ('auto' or ray://host:port) [local]")
+                                   'channel set with several seeds; writes cell5_config.json, scoreboard.csv, readout_records.json, figures/.')
+    _add_common(r, 'geoprobe_readout'); _add_data(r, 'digits'); _add_replay(r, 'cell5_config.json')
+    add_config_options(r, Cell5Config, CELL5_OPTIONS, choices={'mixed_precision': MIXED_PRECISION, 'use_s': ('S', 'S_orig')})
+    add_config_options(r, ReadoutConfig, READOUT_OPTIONS, choices={'protocol': PROTOCOLS})
     r.set_defaults(run=_cmd_readout)
 
     w = sub.add_parser('sweep', allow_abbrev=False, help='W1: λ sweeps with gradient-geometry logs on ordered/collapse checkpoints',
                        description='Run the W1 λ sweeps from the newest exp_Ta_prep_ordered_*/exp_Ta_prep_collapse_* folders in '
-                                   '--prep-dir (or prepare them first with --prepare); writes W1_results.json, W1_geometry.csv, figures/.')
-    _add_common(w, 'geoprobe_w1')
+                                   '--prep-dir (or prepare them first with --prepare); writes w1_experiment.json, W1_results.json, W1_geometry.csv, figures/.')
+    _add_common(w, 'geoprobe_w1'); _add_data(w, 'cifar10'); _add_replay(w, 'w1_experiment.json')
+    w.add_argument('--n-train', type=int, default=None, help='digits only: the first n training images [all]')
     w.add_argument('--prep-dir', required=True, help='folder holding the exp_Ta_prep_* folders (written there with --prepare)')
-    w.add_argument('--prepare', action='store_true', help='train the ordered/collapse checkpoints first (public defaults: 50/100 epochs)')
-    w.add_argument('--prep-seeds', type=int, nargs='+', default=list(_default(prepare_branch_checkpoints, 'seeds')),
-                   help='seeds to prepare [%(default)s]')
-    w.add_argument('--data', default='cifar10', choices=['digits', 'cifar10'], help='data set [%(default)s]')
-    w.add_argument('--data-root', default='data', help='CIFAR-10 folder [%(default)s]')
-    w.add_argument('--download', action='store_true', help='download CIFAR-10 if missing (needs internet)')
-    add_config_options(w, W1Config, [f for f in config_fields(W1Config)], choices={'model': sorted(MODELS)})
-    w.add_argument('--control-seeds', type=int, nargs='*', default=[], help='seeds of the no-history control: networks trained on the noisy or the clean labels only, with c_sv '
+    w.add_argument('--prepare', action=argparse.BooleanOptionalAction, default=False, help='train the ordered/collapse checkpoints first (public defaults: 50/100 epochs)')
+    w.add_argument('--prep-seeds', type=int, nargs='+', default=None, help='seeds to prepare, each branch [0 … 9]')
+    add_config_options(w, W1Config, choices={'model': sorted(MODELS), 'mixed_precision': MIXED_PRECISION, 'channels_last': MIXED_PRECISION})
+    w.add_argument('--control-seeds', type=int, nargs='*', default=None, help='seeds of the no-history control: networks trained on the noisy or the clean labels only, with c_sv '
                    'measured along the way, against which the branches are compared at matched error (geoprobe.sweep.run_geometry_control) [none]')
-    w.add_argument('--control-epochs', type=int, default=_field_default(ControlConfig, 'epochs'), help='training epochs of each control run [%(default)s]')
-    w.add_argument('--engine', default='local', choices=['local', 'ray'], help='run the preparation seeds and sweeps here or as Ray jobs [%(default)s]')
-    w.add_argument('--address', default=None, help="Ray cluster address with --engine ray ('auto' or ray://host:port) [local]")
+    add_config_options(w, ControlConfig, ['epochs'], prefix='control_')
     w.set_defaults(run=_cmd_sweep)
     return p
+
 
 # %% ../nbs/11_cli.ipynb #f036a79f
 def start_over(path, # an output folder
@@ -172,52 +158,79 @@ def _fresh(a):
     "With `--fresh`, start the output folder over (see `start_over`) and say where the old results went."
     if a.fresh and (old := start_over(a.out)) is not None: print(f'--fresh: the previous contents of {a.out} are in {old}')
 
+def _given(a, dest):
+    "Whether option `dest` was written on the command line (not left at its default)."
+    return dest in a.given
+
+def _saved(a, cls):
+    "The config saved in `--config FILE` (None without the option)."
+    from geoprobe.core import load_json, config_from_dict
+    return None if a.config is None else config_from_dict(cls, load_json(a.config))
+
+def cell5_from_args(a:argparse.Namespace, # parsed `geoprobe readout` arguments
+                   ):
+    "The `Cell5Config` the options describe: `--config FILE`'s settings (or the defaults) with the options written on the command line."
+    from geoprobe.pipelines import Cell5Config
+    from geoprobe.readout import ReadoutConfig
+    base = _saved(a, Cell5Config) or Cell5Config()
+    use = lambda k: a.config is None or _given(a, k)
+    return dataclasses.replace(base, **{k: getattr(a, k) for k in ['data', *CELL5_OPTIONS] if use(k)},
+                               readout=dataclasses.replace(base.readout, **{k: getattr(a, k) for k in READOUT_OPTIONS if use(k)}))
+
+def w1_from_args(a:argparse.Namespace, # parsed `geoprobe sweep` arguments
+                ):
+    "The `W1Experiment` the options describe: `--config FILE`'s plan (or `w1_plan`'s) with the options written on the command line; preparation and control follow the sweeps' shared settings."
+    from geoprobe.pipelines import W1Experiment, w1_plan, shared_settings
+    from geoprobe.sweep import W1Config, ControlConfig
+    from geoprobe.dualgrad import PrepConfig
+    base = _saved(a, W1Experiment) or w1_plan()
+    use = lambda k: a.config is None or _given(a, k)
+    changed = {f.name: getattr(a, f.name) for f in dataclasses.fields(W1Config) if use(f.name)}
+    sweeps = dataclasses.replace(base.sweeps, **changed)
+    inherit = lambda cls, config: dataclasses.replace(config, **{k: v for k, v in shared_settings(cls, sweeps).items() if k in changed})
+    plan = dataclasses.replace(base, sweeps=sweeps, ordered=inherit(PrepConfig, base.ordered), collapse=inherit(PrepConfig, base.collapse),
+                               prepare=a.prepare if use('prepare') else base.prepare)
+    if a.prep_seeds is not None: plan = dataclasses.replace(plan, ordered_seeds=tuple(a.prep_seeds), collapse_seeds=tuple(a.prep_seeds))
+    seeds = tuple(a.control_seeds) if a.control_seeds is not None else plan.control_seeds if plan.control is not None else ()
+    control = None
+    if seeds:
+        control = (ControlConfig(**shared_settings(ControlConfig, sweeps)) if plan.control is None else inherit(ControlConfig, plan.control))
+        if use('control_epochs') or plan.control is None: control = dataclasses.replace(control, epochs=a.control_epochs)
+    return dataclasses.replace(plan, control=control, control_seeds=seeds or plan.control_seeds)
+
 def _cmd_demo(a):
     _fresh(a)
-    with _locked(a): report = run_demo(a.out, a.device, fast=a.fast, progress=not a.quiet)
+    with _locked(a): report = run_demo(a.out, a.device, fast=a.fast, progress=not a.quiet, engine=engine_option(a))
     print(f'report: {report}')
     return 0
 
 def _cmd_readout(a):
     _fresh(a)
-    from geoprobe.readout import parse_config, config_key, format_scoreboard, ReadoutConfig
-    out, device = writable_dir(a.out), checked_device(a.device)
-    try:
-        configs = [(config_key(*parse_config(c)), c) for c in a.configs] if a.configs else None
-        ReadoutConfig(**config_options(a, ReadoutConfig))
-    except ValueError as e: raise UsageError(str(e)) from None
-    train, test = (image_tensors(a.data, split, 64, a.data_root, a.download) for split in ('train', 'test'))
+    from geoprobe.readout import format_scoreboard
+    config, engine = cell5_from_args(a), engine_option(a)   # every setting is checked before any work starts
     with _locked(a):
-        model, _ = autoencoder(a.svae, out/'svae', device, steps=a.svae_steps, progress=not a.quiet)
-        board, _ = conduit_readout(model, train, test, out, seeds=a.seeds, configs=configs, names=class_names(a.data), dataset=a.data,
-                                   baselines=a.baselines, device=device, mixed_precision=a.mixed_precision, fused_conduit=a.fused_conduit, progress=not a.quiet,
-                                   engine=a.engine, address=a.address, **config_options(a, ReadoutConfig))
+        board, _ = conduit_readout(config, a.out, data_root=a.data_root, download=a.download, device=checked_device(a.device), engine=engine, progress=not a.quiet)
     if a.quiet: print(format_scoreboard(board))
-    print(f'results: {out}')
+    print(f'results: {a.out}')
     return 0
 
 def _cmd_sweep(a):
     _fresh(a)
-    from geoprobe.sweep import W1Config
-    out, device = writable_dir(a.out), checked_device(a.device)
-    settings = config_options(a, W1Config)
-    W1Config(**settings)
-    data = {}
-    if a.data == 'digits': data = dict(train_data=image_tensors('digits', 'train', 32), test_data=image_tensors('digits', 'test', 32))
+    from geoprobe.dualgrad import W1Data
+    out, device, plan, engine = writable_dir(a.out), checked_device(a.device), w1_from_args(a), engine_option(a)
+    if a.data == 'digits': data = W1Data(image_tensors('digits', 'train', 32, limit=a.n_train), image_tensors('digits', 'test', 32), device=device)
     elif not a.download and not (Path(a.data_root)/'cifar-10-batches-py').is_dir():
         raise UsageError(f'CIFAR-10 not found in {Path(a.data_root)/"cifar-10-batches-py"}: pass --download or --data-root')
+    else: data = W1Data(data_root=a.data_root, download=a.download, device=device)
     try:
-        control = dict(seeds=a.control_seeds, epochs=a.control_epochs) if a.control_seeds else None
-        with _locked(a): table = w1_experiment(out, a.prep_dir, prepare=dict(seeds=a.prep_seeds) if a.prepare else None, control=control, engine=a.engine,
-                                               address=a.address, data_root=a.data_root, download=a.download, device=device,
-                                               progress=not a.quiet, **settings, **data)
+        with _locked(a): table = w1_experiment(plan, out, a.prep_dir, data=data, engine=engine, progress=not a.quiet)
     except FileNotFoundError as e:
-        hint = '' if a.prepare or 'prep folder' not in str(e) else ' On the command line: add --prepare to train them first.'
+        hint = '' if plan.prepare or 'prep folder' not in str(e) else ' On the command line: add --prepare to train them first.'
         raise UsageError(f'{e}{hint}') from None
     print(table.groupby('branch')[['c_sv_mean', 'c_mc_mean', 'error']].mean().to_string())
     from geoprobe.core import load_csv
     from geoprobe.plots import w1_verdict
-    verdict = w1_verdict(table, load_csv(out/'control'/'W1_control.csv') if a.control_seeds else None)
+    verdict = w1_verdict(table, load_csv(out/'control'/'W1_control.csv') if plan.control is not None else None)
     beyond = verdict['beyond_error']
     print(f"raw c_sv difference (ordered − collapse) {verdict['raw']['diff']:+.3f}, p = {verdict['raw']['p_value']:.3g} (smallest reachable {verdict['raw']['min_p']:.3g})"
           + (f"; beyond error {beyond['diff']:+.3f}, p = {beyond['p_value']:.3g}" if beyond else '; no control (--control-seeds) to test it beyond error'))
@@ -225,15 +238,23 @@ def _cmd_sweep(a):
     print(f'results: {out}')
     return 0
 
+
 # %% ../nbs/11_cli.ipynb #531f8540
+def _given_options(parser:argparse.ArgumentParser, argv:list[str]) -> set[str]:
+    "The dests of `parser`'s options that `argv` writes out (as `--opt`, `--opt=value` or `--no-opt`)."
+    written = {t.split('=', 1)[0] for t in argv if t.startswith('--')}
+    return {act.dest for act in parser._actions if written & set(act.option_strings)}
+
 def main(argv:list[str]|None=None, # arguments (default: sys.argv[1:])
         ) -> int:
     "Entry point of the `geoprobe` console script; returns the exit status."
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
+    args.given = _given_options(parser._subparsers._group_actions[0].choices[args.command], argv)
     from geoprobe.core import FolderBusyError, StaleStateError
     from geoprobe.distributed import JobsFailedError
     try: return args.run(args)
@@ -243,6 +264,7 @@ def main(argv:list[str]|None=None, # arguments (default: sys.argv[1:])
         if isinstance(e, StaleStateError): msg = f'{msg} To start over in one step, rerun with --fresh (the old contents are kept beside the folder).'
         print(f'geoprobe {args.command}: error: {msg}', file=sys.stderr)
         return 2
+
 
 # %% ../nbs/11_cli.ipynb #66483ca5
 from .core import document_parameters

@@ -23,12 +23,12 @@ from .data import load_cifar10, cifar10_tensors, IndexedDataset, InMemoryLoader,
 from .distributed import Job, Engine, Experiment, as_engine, saved_results, DONE_FILE
 
 # %% auto #0
-__all__ = ['MODELS', 'BRANCH_DEFAULTS', 'PREP_STATE', 'PREP_SEEDS', 'resnet18_cifar', 'small_cnn', 'model_name', 'build_model',
-           'inject_label_noise', 'cosine_sim', 'batchnorm_updates', 'dual_gradient_step', 'original_dual_gradient_step',
-           'resolve_precision', 'resolve_config_precision', 'precision_settings', 'train_one_epoch_with_logging',
-           'evaluate', 'W1Data', 'load_w1_data', 'make_w1_loaders', 'w1_data_spec', 'load_w1_spec', 'seeded_w1_run',
-           'PrepConfig', 'training_state', 'restore_training_state', 'prepare_branch_seed', 'folder_settings',
-           'prepare_branch_checkpoints', 'prepare_branches']
+__all__ = ['MODELS', 'K', 'BATCH_SIZE', 'LOG_FREQ', 'BRANCH_DEFAULTS', 'PREP_STATE', 'PREP_SEEDS', 'resnet18_cifar', 'small_cnn',
+           'model_name', 'build_model', 'inject_label_noise', 'cosine_sim', 'batchnorm_updates', 'dual_gradient_step',
+           'original_dual_gradient_step', 'resolve_precision', 'resolve_config_precision', 'precision_settings',
+           'train_one_epoch_with_logging', 'evaluate', 'W1Data', 'load_w1_data', 'make_w1_loaders', 'w1_data_spec',
+           'load_w1_spec', 'seeded_w1_run', 'PrepConfig', 'training_state', 'restore_training_state',
+           'prepare_branch_seed', 'folder_settings', 'prepare_branch_checkpoints', 'prepare_branches']
 
 # %% ../nbs/07_dualgrad.ipynb #115dbb45
 def resnet18_cifar(num_classes:int=10, # number of output classes
@@ -51,6 +51,9 @@ def small_cnn(num_classes:int=10, # number of output classes
 
 # %% ../nbs/07_dualgrad.ipynb #f194139c
 MODELS = {'resnet18': resnet18_cifar, 'small_cnn': small_cnn}
+K = 16 # the original's K: the cached value gradient is recomputed every K steps
+BATCH_SIZE = 256 # the original's batch size
+LOG_FREQ = 50 # the original's LOG_FREQ: the gradient geometry is logged every LOG_FREQ steps
 
 def model_name(model, # a name from MODELS, 'package.module:function', or a function that builds the network
               ) -> str:
@@ -121,8 +124,8 @@ def dual_gradient_step(model:nn.Module, # the network, in training mode
                        clean_y:torch.Tensor, # clean labels of the batch (value)
                        lam:float, # mixing weight λ of the value gradient, in [0, 1]
                        state:dict, # {'step': int, 'gv': cached normalised g_v (one tensor per parameter) or None}; updated in place
-                       k:int=16, # refresh the cached value gradient every k steps
-                       log_freq:int|None=50, # log geometry every log_freq steps (None or 0: never)
+                       k:int=K, # refresh the cached value gradient every k steps
+                       log_freq:int|None=LOG_FREQ, # log geometry every log_freq steps (None or 0: never)
                        autocast_dtype:torch.dtype|None=None, # run the forward pass under autocast in this dtype (e.g. torch.bfloat16)
                        bn_updates:int=2, # BatchNorm running-statistics updates per step: 2 as the original's two forward passes, 1 as one pass
                       ) -> dict|None:
@@ -169,8 +172,8 @@ def original_dual_gradient_step(model:nn.Module, # the network, in training mode
                                 clean_y:torch.Tensor, # clean labels of the batch (value)
                                 lam:float, # mixing weight λ of the value gradient
                                 state:dict, # {'step': int, 'gv': the cached raw g_v, one flat vector, or None}; updated in place
-                                k:int=16, # the original's K: refresh period of the cached value gradient
-                                log_freq:int|None=50, # the original's LOG_FREQ (None or 0: never log)
+                                k:int=K, # the original's K: refresh period of the cached value gradient
+                                log_freq:int|None=LOG_FREQ, # the original's LOG_FREQ (None or 0: never log)
                                ) -> dict|None:
     "The original W1 cell's dual-gradient step, transcribed: the reference of the parity tests and of `bench/dualgrad.py`; its log has the measured `c_vc`."
     crit = nn.CrossEntropyLoss()
@@ -233,8 +236,8 @@ def train_one_epoch_with_logging(model:nn.Module, # the network
                                  noisy_t:torch.Tensor, # noisy labels of the whole training set, on the device
                                  lam:float, # mixing weight λ
                                  state:dict, # {'step', 'gv'}, carried across epochs and λs
-                                 k:int=16, # cache refresh period
-                                 log_freq:int|None=50, # log period (None: no logs)
+                                 k:int=K, # cache refresh period
+                                 log_freq:int|None=LOG_FREQ, # log period (None: no logs)
                                  device=None, # where the model lives (None: where `clean_t` is)
                                  autocast_dtype:torch.dtype|None=None, # mixed precision of the forward pass (None: full precision)
                                  channels_last:bool=False, # feed the batches in channels-last memory format (for a channels-last model)
@@ -312,7 +315,7 @@ def load_w1_data(train_data=None, # (x, y) tensors or a Dataset; None: CIFAR-10'
 
 def make_w1_loaders(train_data, # (x, y) tensors or a Dataset
                     test_data, # (x, y) tensors or a Dataset
-                    batch_size:int=256, # the original's batch size
+                    batch_size:int=BATCH_SIZE, # the original's batch size
                     seed:int=0, # shuffling (and augmentation) seed of the in-memory loader
                     augment:bool=True, # padded random crop (4) and flip for tensor data; datasets bring their own transform
                     num_workers:int=W1Data.num_workers, # DataLoader workers for datasets
@@ -386,8 +389,8 @@ class PrepConfig:
     milestones: tuple|None = None # epochs where the learning rate drops ×0.1 (None: the branch's fractions of `epochs`)
     noise_rate: float = 0.4 # symmetric label noise η
     lr: float = 0.1 # initial learning rate
-    k: int = 16 # refresh period of the cached value gradient
-    batch_size: int = 256 # batch size
+    k: int = K # refresh period of the cached value gradient
+    batch_size: int = BATCH_SIZE # batch size
     augment: bool = True # padded random crop and flip for tensor data
     model: str = 'resnet18' # 'resnet18', 'small_cnn' or 'package.module:function'
     keep_all: bool = False # save the checkpoint even if the run did not reach the branch's state

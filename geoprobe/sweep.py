@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from .core import (bar_off, check_whole, check_positive, set_seed, resolve_device, find_experiment_dirs, save_json, load_json, save_csv,
                            tensor_digest, file_digest, data_digest, config_dict, load_state, save_state, check_config, folder_lock, deterministic_kernels,
                            StaleStateError, CorruptStateError, load_torch, make_manifest)
-from .dualgrad import (_norm, _engine, cosine_sim, resnet18_cifar, build_model, model_name, resolve_precision, resolve_config_precision,
+from .dualgrad import (LOG_FREQ, _norm, _engine, cosine_sim, resnet18_cifar, build_model, model_name, resolve_precision, resolve_config_precision,
                                precision_settings, training_state, restore_training_state, inject_label_noise, train_one_epoch_with_logging, evaluate,
                                W1Data, PrepConfig, BRANCH_DEFAULTS, make_w1_loaders, load_w1_spec, seeded_w1_run, folder_settings)
 from .distributed import Job, Engine, Experiment
@@ -102,17 +102,17 @@ def _check_grid(grid):
 class SweepSettings:
     "How every W1 sweep trains and logs: the settings an experiment (`W1Config`) hands down whole to each of its sweeps (`SweepConfig`)."
     epochs_per_lambda: int = 3 # epochs at each λ
-    k: int = 16 # refresh period of the cached value gradient
-    log_freq: int|None = 50 # geometry log period in steps (None: no logs)
+    k: int = PrepConfig.k # refresh period of the cached value gradient
+    log_freq: int|None = LOG_FREQ # geometry log period in steps (None: no logs)
     lr: float = 0.001 # SGD learning rate of the sweeps (the preparation's 0.1 × 0.01)
-    batch_size: int = 256 # batch size
+    batch_size: int = PrepConfig.batch_size # batch size
     noise_rate: float = PrepConfig.noise_rate # label noise η of the preparation runs (the sweeps use the same noisy labels)
-    augment: bool = True # padded random crop and flip for tensor data
+    augment: bool = PrepConfig.augment # padded random crop and flip for tensor data
     model: str = PrepConfig.model # network of the checkpoints: 'resnet18', 'small_cnn' or 'package.module:function'
-    deterministic: bool = True # deterministic cuDNN/torch kernels, as the original (False: faster on a GPU, not repeatable there)
-    mixed_precision: str = 'off' # bfloat16 autocast of the forward pass: 'off' (float32, the original's), 'on', or 'auto' (on where bf16 is in hardware)
-    channels_last: str = 'off' # channels-last network and batches: 'off' (the original's), 'on', or 'auto' (with mixed precision's rule)
-    bn_updates: int = 2 # BatchNorm running-statistics updates per step: 2 as the original's two forward passes, 1 as one pass
+    deterministic: bool = PrepConfig.deterministic # deterministic cuDNN/torch kernels, as the original (False: faster on a GPU, not repeatable there)
+    mixed_precision: str = PrepConfig.mixed_precision # bfloat16 autocast of the forward pass: 'off' (float32, the original's), 'on', or 'auto' (on where bf16 is in hardware)
+    channels_last: str = PrepConfig.channels_last # channels-last network and batches: 'off' (the original's), 'on', or 'auto' (with mixed precision's rule)
+    bn_updates: int = PrepConfig.bn_updates # BatchNorm running-statistics updates per step: 2 as the original's two forward passes, 1 as one pass
 
     def __post_init__(self):
         object.__setattr__(self, 'model', model_name(self.model))

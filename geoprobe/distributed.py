@@ -15,8 +15,9 @@ from .core import (CorruptStateError, bar_off, experiment_dir, folder_lock, impo
                            save_state)
 
 # %% auto #0
-__all__ = ['DONE_FILE', 'ATTEMPTS_FILE', 'ENGINES', 'Job', 'job_result', 'execute_job', 'ray_available', 'start_ray', 'Engine',
-           'as_engine', 'run_jobs', 'JobsFailedError', 'job_results', 'saved_results', 'Experiment']
+__all__ = ['DONE_FILE', 'ATTEMPTS_FILE', 'ENGINES', 'Job', 'job_result', 'execute_job', 'ray_available', 'start_ray', 'duration',
+           'progress_line', 'Engine', 'as_engine', 'run_jobs', 'JobsFailedError', 'job_results', 'saved_results',
+           'Experiment']
 
 # %% ../nbs/02_distributed.ipynb #fa122e65
 @dataclass
@@ -95,13 +96,31 @@ def _short(result, n=5):
              if isinstance(v, (int, float, bool)) or v is None or (isinstance(v, str) and len(v) < 40)][:n]
     return ', '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in items)
 
-def _report(o, outcomes, i, bar, on_result):
+def duration(seconds:float, # a time span
+            ) -> str:
+    "A time span as a person says it: '4.2 s', '45 s', '12 min', '3 h 20 min'."
+    if seconds < 9.95: return f'{max(seconds, 0):.1f} s'
+    s = round(seconds)
+    if s < 90: return f'{s} s'
+    if s < 5400: return f'{round(s / 60)} min'
+    return f'{s // 3600} h {round(s % 3600 / 60)} min'
+
+def progress_line(outcomes:list, # outcomes so far (None for jobs still running or waiting)
+                  started:float, # `time.time()` when the jobs to run were started
+                 ) -> str:
+    "'k of n done; about T left', the time left projected from the wall time of the jobs this call ran (not the reused ones)."
+    left, ran = sum(o is None for o in outcomes), sum(o is not None and o['status'] != 'skipped' for o in outcomes)
+    done = f'{len(outcomes) - left} of {len(outcomes)} done'
+    return done if not left or not ran else f'{done}; about {duration((time.time() - started) / ran * left)} left'
+
+def _report(o, outcomes, i, bar, on_result, started):
     outcomes[i] = o
     if bar is not None:
         bar.update(1)
         if o['status'] != 'skipped': tqdm.write(f'{o["name"]}: ' + (f'FAILED (attempt {o["attempts"]}): {o["error"].splitlines()[0]}' if o['status'] == 'failed'
-                                      else f'{o["status"]} in {o["time_s"]:.1f}s: {_short(o["result"])}'))
+                                      else f'{o["status"]} in {duration(o["time_s"])}: {_short(o["result"])}') + f' [{progress_line(outcomes, started)}]')
     if on_result is not None: on_result(o)
+
 
 # %% ../nbs/02_distributed.ipynb #77e69ef4
 def _run_local(jobs, todo, report, engine):
@@ -165,12 +184,14 @@ def run_jobs(jobs:list[Job], # independent jobs, each with its own save_dir
         if dup: raise ValueError(f'Jobs need distinct {what}s; repeated: {dup}')
     outcomes = [None] * len(jobs)
     bar = tqdm(total=len(jobs), desc='jobs', disable=bar_off(progress)) if progress else None
-    report = lambda o, i: _report(o, outcomes, i, bar, on_result)
+    started = time.time()
+    report = lambda o, i: _report(o, outcomes, i, bar, on_result, started)
     todo = []
     for i, j in enumerate(jobs):
         if job_result(j) is not None: report(execute_job(j), i)
         else: todo.append(i)
     if bar is not None and len(todo) < len(jobs): tqdm.write(f'{len(jobs) - len(todo)} of {len(jobs)} jobs reused (finished before)')
+    started = time.time()   # the time-left estimate counts only the jobs run now
     if todo: ENGINES[engine.name](jobs, todo, report, engine)
     if bar is not None: bar.close()
     return outcomes

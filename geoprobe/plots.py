@@ -64,14 +64,14 @@ def seed_spread(geometry_df:pd.DataFrame, # W1 geometry table, one row per (seed
     return out.rename(columns={'count': 'n_seeds'})
 
 # %% ../nbs/09_plots.ipynb #641a65e7
-def _band_curve(ax, spread, branch, style, label, linestyle='-'):
-    "Draw the mean of `branch` from a `seed_spread` table as a line with a ±1 std band where std exists."
+def _band_curve(ax, spread, branch, style, label, linestyle='-', band:bool=True):
+    "Draw the mean of `branch` from a `seed_spread` table as a line, with a ±1 std band where std exists (unless `band` is False)."
     if branch not in spread.index.get_level_values('branch'): return
     s = spread.loc[branch]
     x, m, sd = s.index.to_numpy(float), s['mean'].to_numpy(float), s['std'].to_numpy(float)
     ax.plot(x, m, linestyle=linestyle, marker=style['marker'], color=style['color'], lw=2, ms=5, label=label,
             markerfacecolor=style['color'] if linestyle == '-' else 'white')
-    has_sd = np.isfinite(sd)
+    has_sd = np.isfinite(sd) & band
     if has_sd.any():
         sd0 = np.where(has_sd, sd, 0.0)
         ax.fill_between(x, m - sd0, m + sd0, where=has_sd, color=style['color'], alpha=0.15, lw=0)
@@ -99,7 +99,7 @@ def plot_geometry_by_branch(geometry_df:pd.DataFrame, # W1 geometry table (W1_ge
     for b, st in styles.items():
         _band_curve(axes[0, 0], sp['c_sv_mean'], b, st, st['label'])
         _band_curve(axes[0, 1], sp['c_mc_mean'], b, st, f'{short[b]} c_mc')
-        _band_curve(axes[0, 1], sp['c_vc_mean'], b, st, f'{short[b]} c_vc (staleness)', '--')
+        _band_curve(axes[0, 1], sp['c_vc_mean'], b, st, f'{short[b]} c_vc (staleness)', '--', band=False)   # c_mc's band only: four bands hid each other
         _band_curve(axes[0, 2], sp['error'], b, st, st['label'])
         _band_curve(axes[1, 0], sp['norm_s_mean'], b, st, f'{short[b]} $\\|g_s\\|$')
         _band_curve(axes[1, 0], sp['norm_v_mean'], b, st, f'{short[b]} $\\|g_v\\|$', '--')
@@ -109,7 +109,7 @@ def plot_geometry_by_branch(geometry_df:pd.DataFrame, # W1 geometry table (W1_ge
         if len(pts): axes[1, 2].scatter(pts['c_sv_mean'], pts['error'], color=st['color'], marker=st['marker'], alpha=0.6, s=40, label=st['label'])
     axes[0, 2].axhline(noise_rate, color='orange', linestyle='--', alpha=0.7, label=f'noise rate {noise_rate:.2f}')
     _finish(axes[0, 0], 'λ', 'cos(g_struct, g_value)', 'c_sv: structure–value alignment')
-    _finish(axes[0, 1], 'λ', 'cosine', 'c_mc: mix–clean alignment\ndashed: c_vc (cached value vs clean)', 8)
+    _finish(axes[0, 1], 'λ', 'cosine', 'c_mc: mix–clean alignment (band: ±1 std)\ndashed: c_vc, cached value vs clean (no band)', 8)
     _finish(axes[0, 2], 'λ', 'test error', 'Performance')
     _finish(axes[1, 0], 'λ', 'gradient norm', 'Gradient magnitudes\n(solid $\\|g_s\\|$, dashed $\\|g_v\\|$)', 8)
     _finish(axes[1, 1], 'λ', 'loss', 'Losses\n(solid $L_s$ noisy, dashed $L_v$ clean)', 8)

@@ -118,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(r, 'geoprobe_readout'); _add_data(r, 'digits'); _add_replay(r, 'cell5_config.json')
     add_config_options(r, Cell5Config, CELL5_OPTIONS, choices={'mixed_precision': MIXED_PRECISION, 'use_s': ('S', 'S_orig')})
     add_config_options(r, ReadoutConfig, READOUT_OPTIONS, choices={'protocol': PROTOCOLS})
+    r.add_argument('--svae-cache', default=None, metavar='DIR', help="folder of the small autoencoder's training: runs that name the same folder train it once [OUT/svae]")
     r.set_defaults(run=_cmd_readout)
 
     w = sub.add_parser('sweep', allow_abbrev=False, help='W1: λ sweeps with gradient-geometry logs on ordered/collapse checkpoints',
@@ -209,7 +210,8 @@ def _cmd_readout(a):
     from geoprobe.readout import format_scoreboard
     config, engine = cell5_from_args(a), engine_option(a)   # every setting is checked before any work starts
     with _locked(a):
-        board, _ = conduit_readout(config, a.out, data_root=a.data_root, download=a.download, device=checked_device(a.device), engine=engine, progress=not a.quiet)
+        board, _ = conduit_readout(config, a.out, data_root=a.data_root, download=a.download, device=checked_device(a.device), engine=engine,
+                                   svae_cache=a.svae_cache, progress=not a.quiet)
     if a.quiet: print(format_scoreboard(board))
     print(f'results: {a.out}')
     return 0

@@ -445,6 +445,7 @@ def prepare_branch_seed(config:PrepConfig, # what to train
                         device=None, # None: best available
                         num_workers:int=W1Data.num_workers, # DataLoader workers (Dataset data only)
                         progress:bool=False, # a bar over the epochs
+                        callback=None, # called after every epoch, once its state is saved, with the number of epochs done
                        ) -> dict:
     "Train one preparation seed, resumable after every epoch; save its checkpoint if kept; return its record."
     device = resolve_device(device)
@@ -470,6 +471,7 @@ def prepare_branch_seed(config:PrepConfig, # what to train
                 trajectory.append({'epoch': ep + 1, 'error': 1 - evaluate(model, test_loader, device)})
             save_state(training_state(model, opt, state, train_loader, epoch=ep + 1, scheduler=sched.state_dict(), trajectory=trajectory,
                                       noisy_labels=tensor_digest(noisy_t)), Path(save_dir)/PREP_STATE, config)
+            if callback is not None: callback(ep + 1)
     final_error = trajectory[-1]['error']
     kept = config.keep_all or BRANCH_DEFAULTS[config.branch]['keep'](final_error)
     name = f'{config.branch}_seed{config.seed:02d}_err{final_error:.3f}.pth'

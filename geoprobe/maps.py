@@ -166,7 +166,7 @@ def _check_inputs(digests, saved:list, cache:Path):
     "Refuse, naming the first batch that differs, when the batches' digests are not those a finished cache recorded."
     for i, d in enumerate(digests): check_config({f'batch {i}': saved[i] if i < len(saved) else None}, {f'batch {i}': d}, cache)
 
-def _maps_of_batches(model, checked, conduit, config:MapsConfig, folder:Path|None, first:int, dev) -> tuple[list, list]:
+def _maps_of_batches(model, checked, conduit, config:MapsConfig, folder:Path|None, first:int, dev, callback=None) -> tuple[list, list]:
     "The maps and digests of `_checked` batches numbered from `first`; with a `folder`, each batch's maps are saved there (part_{i:06d}.pt, keyed by the config, the index and the digest) and reused from there."
     parts, inputs = [], []
     with torch.no_grad():
@@ -178,6 +178,7 @@ def _maps_of_batches(model, checked, conduit, config:MapsConfig, folder:Path|Non
                 maps = {k: v.cpu() for k, v in conduit_maps_batch(model, images.to(dev), conduit, config.use_s, config.mixed_precision, config.bf16_decoder_only).items()}
                 maps = {**maps, **({k: maps[k].half() for k in ('S', 'settle')} if config.half else {}), 'labels': labels.long().cpu()}
                 if part is not None: save_state(maps, part, key)
+                if callback is not None: callback(i)
             parts.append({k: maps[k] for k in MAP_KEYS})
     return parts, inputs
 
@@ -282,6 +283,7 @@ def maps_shard_job(config:MapsShardConfig, # the extraction's settings and the s
                    batches:dict, # handle of the shard's (images, labels) batches
                    conduit:torch.nn.Module, # the conduit
                    device=None, # where to compute (None: the best available, a Ray job's own GPU)
+                   callback=None, # called after every batch it computes (and saves), with the batch's index
                   ) -> dict:
     "The maps of one shard of the batches and each batch's digest, the model and the batches checked against the config's digests."
     if batches['digest'] != config.shard: raise StaleStateError(f"batches {batches['digest']} are not the shard {config.shard} this job was made for")
@@ -291,7 +293,7 @@ def maps_shard_job(config:MapsShardConfig, # the extraction's settings and the s
     if model_key(net) != config.model: raise StaleStateError(f'the shared autoencoder {model_key(net)} is not the model {config.model} this job was made for')
     dev = resolve_device(device)
     base = MapsConfig(**{f.name: getattr(config, f.name) for f in dataclasses.fields(MapsConfig)})
-    parts, inputs = _maps_of_batches(net.to(dev).eval(), _checked(load_input(batches)), conduit.to(dev), base, Path(save_dir), config.first_batch, dev)
+    parts, inputs = _maps_of_batches(net.to(dev).eval(), _checked(load_input(batches)), conduit.to(dev), base, Path(save_dir), config.first_batch, dev, callback)
     for p in Path(save_dir).glob('part_*.pt'): p.unlink()   # the job's done-marker holds the shard's maps from here on
     return {'maps': _merge(parts), 'inputs': inputs}
 
@@ -305,6 +307,7 @@ def extract_maps_as_jobs(model:torch.nn.Module, # the autoencoder, on `device` (
                          shard_size:int|None=None, # images per shard job, a multiple of the batch size (None: `SHARD_BATCHES` batches)
                          device=None, # where each job computes (None: the best available where it runs)
                          progress:bool=True, # a bar over the jobs and a line per landed job
+                         callback=None, # called in each job after every batch it computes, with the batch's index (with Ray: in the worker)
                         ) -> dict:
     "`extract_conduit_maps` as shard jobs: the same maps, bit for bit, in the same cache, merged on the driver as the last shard lands."
     batches = list(_checked(loader))
@@ -327,7 +330,7 @@ def extract_maps_as_jobs(model:torch.nn.Module, # the autoencoder, on `device` (
             shared.append(share_input([(images, labels) for images, labels, _ in batches[first:end]], to_file=ex.inputs_dir))
             jobs.append(Job(f'maps/{first:06d}-{end:06d}', maps_shard_job,
                             MapsShardConfig(**dataclasses.asdict(config), first_batch=first, end_batch=end, shard=shared[-1]['digest']),
-                            str(ex.out/'shards'/f'batches_{first:06d}-{end:06d}'), dict(model=shared[0], batches=shared[-1], conduit=conduit, device=device)))
+                            str(ex.out/'shards'/f'batches_{first:06d}-{end:06d}'), dict(model=shared[0], batches=shared[-1], conduit=conduit, device=device, callback=callback)))
         merged = {}
         def merge(finished):
             if len(finished) == len(jobs):

@@ -78,7 +78,8 @@ def _seconds(text):
 def _add_common(p, out_default):
     p.add_argument('--out', default=out_default, help='output folder (created; a rerun resumes what it finished) [%(default)s]')
     p.add_argument('--device', default=None, help="'cpu', 'cuda', 'cuda:N' or 'mps' [best available]")
-    p.add_argument('--quiet', action='store_true', help='no progress bars')
+    p.add_argument('--progress', choices=['bars', 'lines', 'off'], default='bars', help="'bars': progress bars (in a terminal) and a line per stage and finished job; 'lines': the lines only; 'off': the results only [%(default)s]")
+    p.add_argument('--quiet', action='store_true', help='the same as --progress off')
     p.add_argument('--fresh', action='store_true', help='start over: move what the output folder holds aside (to OUT.old-<time>) first, then run anew')
     p.add_argument('--wait', type=_seconds, default=0, help='seconds to wait while another run holds the output folder (0: refuse at once) [%(default)s]')
     add_engine_options(p)
@@ -159,6 +160,10 @@ def _fresh(a):
     "With `--fresh`, start the output folder over (see `start_over`) and say where the old results went."
     if a.fresh and (old := start_over(a.out)) is not None: print(f'--fresh: the previous contents of {a.out} are in {old}')
 
+def _progress(a):
+    "The library's `progress` for `--progress` and `--quiet`: True, 'lines' or False."
+    return False if a.quiet or a.progress == 'off' else 'lines' if a.progress == 'lines' else True
+
 def _given(a, dest):
     "Whether option `dest` was written on the command line (not left at its default)."
     return dest in a.given
@@ -201,7 +206,7 @@ def w1_from_args(a:argparse.Namespace, # parsed `geoprobe sweep` arguments
 
 def _cmd_demo(a):
     _fresh(a)
-    with _locked(a): report = run_demo(a.out, a.device, fast=a.fast, progress=not a.quiet, engine=engine_option(a))
+    with _locked(a): report = run_demo(a.out, a.device, fast=a.fast, progress=_progress(a), engine=engine_option(a))
     print(f'report: {report}')
     return 0
 
@@ -211,8 +216,8 @@ def _cmd_readout(a):
     config, engine = cell5_from_args(a), engine_option(a)   # every setting is checked before any work starts
     with _locked(a):
         board, _ = conduit_readout(config, a.out, data_root=a.data_root, download=a.download, device=checked_device(a.device), engine=engine,
-                                   svae_cache=a.svae_cache, progress=not a.quiet)
-    if a.quiet: print(format_scoreboard(board))
+                                   svae_cache=a.svae_cache, progress=_progress(a))
+    if not _progress(a): print(format_scoreboard(board))
     print(f'results: {a.out}')
     return 0
 
@@ -225,7 +230,7 @@ def _cmd_sweep(a):
         raise UsageError(f'CIFAR-10 not found in {Path(a.data_root)/"cifar-10-batches-py"}: pass --download or --data-root')
     else: data = W1Data(data_root=a.data_root, download=a.download, device=device)
     try:
-        with _locked(a): table = w1_experiment(plan, out, a.prep_dir, data=data, engine=engine, progress=not a.quiet)
+        with _locked(a): table = w1_experiment(plan, out, a.prep_dir, data=data, engine=engine, progress=_progress(a))
     except FileNotFoundError as e:
         hint = '' if plan.prepare or 'prep folder' not in str(e) else ' On the command line: add --prepare to train them first.'
         raise UsageError(f'{e}{hint}') from None

@@ -48,10 +48,11 @@ def resolve_device(device=None, # None (best available), a string such as 'cuda:
     return dev
 
 # %% ../nbs/00_core.ipynb #2e65b779
-def bar_off(progress:bool, # whether the caller wants progress shown
+def bar_off(progress:bool|str, # True: bars and lines; 'lines': the one-line messages only (no bars); False: neither
            ) -> bool|None:
-    "tqdm's `disable` for `progress`: True when not wanted; None (off unless the output is a terminal or a notebook) when wanted."
-    return None if progress else True
+    "tqdm's `disable` for `progress`: True when bars are not wanted; None (off unless the output is a terminal or a notebook) when they are."
+    return None if progress is True else True
+
 
 # %% ../nbs/00_core.ipynb #7f8dbae6
 def bf16_supported(device, # a torch.device or a string such as 'cpu' or 'cuda:0'

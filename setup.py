@@ -29,6 +29,7 @@ lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
 dev_requirements = (cfg.get('dev_requirements') or '').split()
 hf_requirements = (cfg.get('hf_requirements') or '').split()
 ray_requirements = (cfg.get('ray_requirements') or '').split()
+tb_requirements = (cfg.get('tb_requirements') or '').split()
 
 package_data = dict()
 pkg_data = cfg.get('package_data', None)
@@ -49,7 +50,7 @@ setuptools.setup(
     packages = setuptools.find_packages(),
     include_package_data = True,
     install_requires = requirements,
-    extras_require={'dev': dev_requirements, 'hf': hf_requirements, 'ray': ray_requirements},
+    extras_require={'dev': dev_requirements, 'hf': hf_requirements, 'ray': ray_requirements, 'tb': tb_requirements},
     dependency_links = cfg.get('dep_links','').split(),
     python_requires  = '>=' + cfg['min_python'],
     long_description = open('README.md', encoding='utf-8').read(),

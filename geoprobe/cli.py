@@ -82,6 +82,7 @@ def _add_common(p, out_default):
     p.add_argument('--quiet', action='store_true', help='the same as --progress off')
     p.add_argument('--fresh', action='store_true', help='start over: move what the output folder holds aside (to OUT.old-<time>) first, then run anew')
     p.add_argument('--wait', type=_seconds, default=0, help='seconds to wait while another run holds the output folder (0: refuse at once) [%(default)s]')
+    p.add_argument('--tensorboard', action='store_true', help='every long stage logs its curves to TensorBoard (pip install "geoprobe[tb]"; view with tensorboard --logdir OUT)')
     add_engine_options(p)
 
 def _add_data(p, default):
@@ -111,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    'ordered/collapse checkpoints and run W1 on both branches; write report.md with figures.')
     _add_common(d, 'geoprobe_demo')
     d.add_argument('--fast', action='store_true', help='the quick configuration (about a minute on 2 CPU cores)')
+    d.add_argument('--svae-cache', default=None, metavar='DIR', help="folder of the small autoencoder's training, as for geoprobe readout [the shared cache]")
     d.set_defaults(run=_cmd_demo)
 
     r = sub.add_parser('readout', allow_abbrev=False, help='Cell 5: conduit maps + spatial conv readout scoreboard',
@@ -119,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(r, 'geoprobe_readout'); _add_data(r, 'digits'); _add_replay(r, 'cell5_config.json')
     add_config_options(r, Cell5Config, CELL5_OPTIONS, choices={'mixed_precision': MIXED_PRECISION, 'use_s': ('S', 'S_orig')})
     add_config_options(r, ReadoutConfig, READOUT_OPTIONS, choices={'protocol': PROTOCOLS})
-    r.add_argument('--svae-cache', default=None, metavar='DIR', help="folder of the small autoencoder's training: runs that name the same folder train it once [OUT/svae]")
+    r.add_argument('--svae-cache', default=None, metavar='DIR', help="folder of the small autoencoder's training, reused by content by every run that names it "
+                   "(e.g. OUT/svae to keep it apart) [$GEOPROBE_HOME/checkpoints/geolip-SVAE, else ./geoprobe_runs/checkpoints/geolip-SVAE]")
     r.set_defaults(run=_cmd_readout)
 
     w = sub.add_parser('sweep', allow_abbrev=False, help='W1: λ sweeps with gradient-geometry logs on ordered/collapse checkpoints',
@@ -204,9 +207,18 @@ def w1_from_args(a:argparse.Namespace, # parsed `geoprobe sweep` arguments
         if use('control_epochs') or plan.control is None: control = dataclasses.replace(control, epochs=a.control_epochs)
     return dataclasses.replace(plan, control=control, control_seeds=seeds or plan.control_seeds)
 
+def _replay(command:str, out:Path, file:str, config, extra:str=''):
+    "Print the settings that differ from the original's and the command that replays the run from its saved config."
+    from geoprobe.pipelines import settings_table
+    changed = settings_table(config, changed_only=True)
+    print(f"settings that differ from the original's (all of them are in {out/file}):")
+    print(changed[['setting', 'value', 'original']].to_string(index=False) if len(changed) else '  none')
+    print(f'replay: geoprobe {command} --config {out/file}{extra} --out NEW_FOLDER')
+
 def _cmd_demo(a):
     _fresh(a)
-    with _locked(a): report = run_demo(a.out, a.device, fast=a.fast, progress=_progress(a), engine=engine_option(a))
+    with _locked(a): report = run_demo(a.out, a.device, fast=a.fast, progress=_progress(a), engine=engine_option(a), svae_cache=a.svae_cache,
+                                     tensorboard=a.tensorboard)
     print(f'report: {report}')
     return 0
 
@@ -216,8 +228,9 @@ def _cmd_readout(a):
     config, engine = cell5_from_args(a), engine_option(a)   # every setting is checked before any work starts
     with _locked(a):
         board, _ = conduit_readout(config, a.out, data_root=a.data_root, download=a.download, device=checked_device(a.device), engine=engine,
-                                   svae_cache=a.svae_cache, progress=_progress(a))
+                                   svae_cache=a.svae_cache, progress=_progress(a), tensorboard=a.tensorboard)
     if not _progress(a): print(format_scoreboard(board))
+    _replay('readout', Path(a.out), 'cell5_config.json', config)
     print(f'results: {a.out}')
     return 0
 
@@ -230,7 +243,8 @@ def _cmd_sweep(a):
         raise UsageError(f'CIFAR-10 not found in {Path(a.data_root)/"cifar-10-batches-py"}: pass --download or --data-root')
     else: data = W1Data(data_root=a.data_root, download=a.download, device=device)
     try:
-        with _locked(a): table = w1_experiment(plan, out, a.prep_dir, data=data, engine=engine, progress=_progress(a))
+        with _locked(a): table = w1_experiment(plan, out, a.prep_dir, data=data, engine=engine, progress=_progress(a),
+                                               tensorboard=a.tensorboard)
     except FileNotFoundError as e:
         hint = '' if plan.prepare or 'prep folder' not in str(e) else ' On the command line: add --prepare to train them first.'
         raise UsageError(f'{e}{hint}') from None
@@ -242,6 +256,8 @@ def _cmd_sweep(a):
     print(f"raw c_sv difference (ordered − collapse) {verdict['raw']['diff']:+.3f}, p = {verdict['raw']['p_value']:.3g} (smallest reachable {verdict['raw']['min_p']:.3g})"
           + (f"; beyond error {beyond['diff']:+.3f}, p = {beyond['p_value']:.3g}" if beyond else '; no control (--control-seeds) to test it beyond error'))
     print(f"verdict: {verdict['statement']}")
+    data = f' --data {a.data}' + (f' --n-train {a.n_train}' if a.n_train else '') + ('' if a.data == 'digits' else f' --data-root {a.data_root}')
+    _replay('sweep', out, 'w1_experiment.json', plan, f' --prep-dir {a.prep_dir}{data}')
     print(f'results: {out}')
     return 0
 

@@ -23,7 +23,7 @@ __all__ = ['MIXED_PRECISION', 'DRIVE_MOUNT', 'TIMESTAMP_FORMAT', 'NO_SPACE', 'LO
            'object_name', 'import_object', 'config_dict', 'config_diff', 'StaleStateError', 'check_config',
            'save_state', 'set_aside', 'load_state', 'pin_config', 'rng_state', 'restore_rng', 'FolderBusyError',
            'remove_temp_files', 'folder_lock', 'config_fields', 'document_parameters', 'config_from_dict',
-           'share_input', 'load_input', 'save_figure']
+           'tensorboard_writer', 'log_scalars', 'read_scalars', 'share_input', 'load_input', 'save_figure']
 
 # %% ../nbs/00_core.ipynb #4844b496
 def default_device() -> torch.device:
@@ -642,6 +642,39 @@ def config_from_dict(cls, # a config dataclass
         elif isinstance(default, tuple) and isinstance(v, list) or (isinstance(v, list) and t is tuple): v = tuple(v)
         kwargs[k] = v
     return cls(**kwargs)
+
+
+# %% ../nbs/00_core.ipynb #6ec739fa
+def tensorboard_writer(folder, # the job's folder: the events go to `folder/tb`
+                       config=None, # the run's config, attached as text (tag 'config')
+                      ):
+    "A `torch.utils.tensorboard.SummaryWriter` for one job, with its config attached."
+    try: from torch.utils.tensorboard import SummaryWriter
+    except ImportError: raise ImportError('TensorBoard logging needs the tensorboard package: pip install "geoprobe[tb]" (or pip install tensorboard)') from None
+    writer = SummaryWriter(str(Path(folder)/'tb'))
+    if config is not None: writer.add_text('config', '```\n' + json.dumps(config_dict(config), indent=1) + '\n```')
+    return writer
+
+def log_scalars(writer, # from `tensorboard_writer` (None: nothing is logged)
+                values:dict, # names and values; what is not a number (text, lists, None) is passed over
+                step:int, # the x of every value
+                flush:bool=True, # write the events out now, so the curves are current while the job runs (False for steps that come many a second)
+               ):
+    "Log the numbers of `values` at `step`."
+    if writer is None: return
+    for k, v in values.items():
+        if isinstance(v, (int, float, np.number)) and not isinstance(v, bool): writer.add_scalar(k, float(v), step)
+    if flush: writer.flush()
+
+def read_scalars(folder, # a folder holding event files (searched recursively), e.g. an experiment folder
+                ) -> pd.DataFrame:
+    "Every scalar logged below `folder`: one row per (run, tag, step) with its value; run is the event folder relative to `folder`."
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    rows = []
+    for d in sorted({p.parent for p in Path(folder).rglob('events.out.tfevents.*')}):
+        acc = EventAccumulator(str(d), size_guidance={'scalars': 0}); acc.Reload()
+        rows += [{'run': d.relative_to(folder).as_posix(), 'tag': t, 'step': e.step, 'value': e.value} for t in acc.Tags()['scalars'] for e in acc.Scalars(t)]
+    return pd.DataFrame(rows, columns=['run', 'tag', 'step', 'value'])
 
 
 # %% ../nbs/00_core.ipynb #0c60a30d

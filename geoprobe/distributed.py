@@ -229,14 +229,15 @@ class Experiment:
                  resume:bool=True, # with save_dir None: the newest `{prefix}_*` folder rather than a new one
                  engine:str|Engine='local', # where the jobs run (see `Engine`)
                  progress:bool=True, # bars and a line per landed job
+                 wait:float=0, # seconds to wait while another process holds the folder (0: refuse at once)
                 ):
         if save_dir is None and prefix is None: raise ValueError('Experiment needs a save_dir, or a prefix for a folder under base_dir')
         self.engine, self.progress = as_engine(engine), progress
         self.out = Path(save_dir) if save_dir is not None else experiment_dir(base_dir, prefix, resume=resume, verbose=progress)
-        self._lock = None
+        self._lock, self.wait = None, wait
 
     def __enter__(self):
-        self._lock = folder_lock(self.out); self._lock.__enter__()
+        self._lock = folder_lock(self.out, wait=self.wait); self._lock.__enter__()
         return self
 
     def __exit__(self, *exc): return self._lock.__exit__(*exc)

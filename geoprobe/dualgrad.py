@@ -16,7 +16,7 @@ from torch.nn.utils import parameters_to_vector
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .core import (MIXED_PRECISION, resolve_mixed_precision, bar_off, set_seed, resolve_device, save_json, load_json, save_torch, load_torch,
+from .core import (tensorboard_writer, log_scalars, MIXED_PRECISION, resolve_mixed_precision, bar_off, set_seed, resolve_device, save_json, load_json, save_torch, load_torch,
                            make_manifest, object_name, import_object, data_digest, tensor_digest, config_dict, load_state, save_state, share_input,
                            load_input, rng_state, restore_rng, deterministic_kernels, set_aside, CorruptStateError)
 from .data import load_cifar10, cifar10_tensors, IndexedDataset, InMemoryLoader, CIFAR10_MEAN, CIFAR10_STD
@@ -446,6 +446,7 @@ def prepare_branch_seed(config:PrepConfig, # what to train
                         num_workers:int=W1Data.num_workers, # DataLoader workers (Dataset data only)
                         progress:bool=False, # a bar over the epochs
                         callback=None, # called after every epoch, once its state is saved, with the number of epochs done
+                        tensorboard:bool=False, # log the learning rate every epoch and the test error when it is measured to TensorBoard (`save_dir/tb`)
                        ) -> dict:
     "Train one preparation seed, resumable after every epoch; save its checkpoint if kept; return its record."
     device = resolve_device(device)
@@ -457,6 +458,7 @@ def prepare_branch_seed(config:PrepConfig, # what to train
     opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, weight_decay=5e-4)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(config.milestones), 0.1)
     state, trajectory, start = {'step': 0, 'gv': None}, [], 0
+    writer = tensorboard_writer(save_dir, config) if tensorboard else None
     saved = load_state(Path(save_dir)/PREP_STATE, config, recompute=True)
     if saved is not None:
         state = restore_training_state(saved, model, opt, train_loader, device)
@@ -471,7 +473,9 @@ def prepare_branch_seed(config:PrepConfig, # what to train
                 trajectory.append({'epoch': ep + 1, 'error': 1 - evaluate(model, test_loader, device)})
             save_state(training_state(model, opt, state, train_loader, epoch=ep + 1, scheduler=sched.state_dict(), trajectory=trajectory,
                                       noisy_labels=tensor_digest(noisy_t)), Path(save_dir)/PREP_STATE, config)
+            log_scalars(writer, {'lr': sched.get_last_lr()[0], **({'test_error': trajectory[-1]['error']} if trajectory and trajectory[-1]['epoch'] == ep + 1 else {})}, ep + 1)
             if callback is not None: callback(ep + 1)
+    if writer is not None: writer.close()
     final_error = trajectory[-1]['error']
     kept = config.keep_all or BRANCH_DEFAULTS[config.branch]['keep'](final_error)
     name = f'{config.branch}_seed{config.seed:02d}_err{final_error:.3f}.pth'
@@ -514,6 +518,7 @@ def prepare_branch_checkpoints(branch:str, # 'ordered' or 'collapse'
                                resume:bool=True, # continue the newest existing folder, skipping finished seeds
                                data:W1Data|None=None, # how the runs reach their data and where they compute (None: CIFAR-10 under 'data', best device)
                                progress:bool=True, # progress over seeds and epochs
+                               tensorboard:bool=False, # each seed logs its learning rate and test error to TensorBoard (`jobs/seedNN/tb`)
                                engine:str|Engine='local', # 'local' (seeds one after another here), 'ray' (parallel workers), or an `Engine`
                                address=None, # older calls' Ray cluster address ('auto', 'ray://…'), as `Engine('ray', address=...)`
                                on_result=None, # called here with each seed's job outcome, after `{branch}_prep_results.json` is rewritten
@@ -531,7 +536,7 @@ def prepare_branch_checkpoints(branch:str, # 'ordered' or 'collapse'
         pinned = folder_settings(base, 'seed')
         ex.pin('prep_config.json', pinned)
         _recompute_damaged_checkpoints(ex.out)
-        options = dict(checkpoint_dir=str(ex.out/'checkpoints'), **data.job_options(), progress=progress and ex.engine.name == 'local')
+        options = dict(checkpoint_dir=str(ex.out/'checkpoints'), **data.job_options(), progress=progress and ex.engine.name == 'local', tensorboard=tensorboard)
         jobs = [Job(f'{branch}/seed{s}', prepare_branch_seed, dataclasses.replace(base, seed=s), str(ex.out/'jobs'/f'seed{s:02d}'), dict(options))
                 for s in seeds]
         results = ex.out/f'{branch}_prep_results.json'

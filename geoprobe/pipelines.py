@@ -21,9 +21,10 @@ from .sweep import W1Config, ControlConfig, CONTROL_SEEDS
 
 
 # %% auto #0
-__all__ = ['SWEEP_ONLY', 'DEMO_SETTINGS', 'DEPARTURE_REASONS', 'UsageError', 'writable_dir', 'checked_device', 'image_tensors',
-           'class_names', 'autoencoder', 'Cell5Config', 'conduit_readout', 'shared_settings', 'W1Experiment', 'w1_plan',
-           'w1_experiment', 'w1_effect', 'DemoSettings', 'demo_departures', 'copy_atomic', 'demo_report', 'run_demo']
+__all__ = ['SWEEP_ONLY', 'DEMO_SETTINGS', 'DEPARTURE_REASONS', 'PER_RUN', 'UsageError', 'writable_dir', 'checked_device',
+           'image_tensors', 'class_names', 'autoencoder', 'Cell5Config', 'conduit_readout', 'shared_settings',
+           'W1Experiment', 'w1_plan', 'w1_experiment', 'w1_effect', 'DemoSettings', 'demo_departures', 'settings_table',
+           'copy_atomic', 'demo_report', 'run_demo']
 
 # %% ../nbs/10_pipelines.ipynb #f5ac1b6f
 class UsageError(ValueError):
@@ -76,10 +77,11 @@ def autoencoder(source:str, # 'small', a published version (e.g. 'v40_freckles_n
                 steps:int=SMALL_SVAE_TRAINING['steps'], # training steps of the small model
                 progress:bool=True, # show training progress
                 engine:str|Engine='local', # where the small model's training job runs
+                tensorboard:bool=False, # log the small model's training to TensorBoard
                ):
     "The PatchSVAE of a Cell 5 run: `(model, config)`."
     from geoprobe.svae import load_svae, small_svae
-    if source == 'small': return small_svae(steps=steps, source='digits', cache_dir=cache_dir, device=device, progress=progress, engine=engine)
+    if source == 'small': return small_svae(steps=steps, source='digits', cache_dir=cache_dir, device=device, progress=progress, engine=engine, tensorboard=tensorboard)
     try:
         if Path(source).suffix in ('.pt', '.pth') or Path(source).exists() or '/' in source: return load_svae(source, device=device)
         return load_svae(hf_version=source, device=device, cache_dir=cache_dir)
@@ -131,8 +133,9 @@ def conduit_readout(config:Cell5Config, # what to run
                     download:bool=False, # download CIFAR-10 if missing
                     device=None, # where to compute (None: best available)
                     engine:str|Engine='local', # where the jobs run (autoencoder training, map shards, readout runs): 'local', 'ray' or an `Engine`
-                    svae_cache=None, # folder of the small autoencoder's training (None: `out/'svae'`)
+                    svae_cache=None, # folder of the small autoencoder's training, shared by every run that names it (None: `geoprobe.svae.svae_cache_dir()`)
                     progress:bool=True, # progress bars and a line per finished run
+                    tensorboard:bool=False, # the autoencoder's training and every readout run log their curves to TensorBoard (`tensorboard --logdir OUT`)
                    ) -> tuple[pd.DataFrame, dict]:
     "Cell 5 end to end: the autoencoder, cached maps of every image, the readout scoreboard and its figures; returns `(scoreboard, test maps)`."
     from geoprobe.data import InMemoryLoader
@@ -144,7 +147,8 @@ def conduit_readout(config:Cell5Config, # what to run
     save_json(config_dict(config), out/'cell5_config.json', manifest=make_manifest(config_dict(config), device=device))
     images = {split: image_tensors(config.data, split, 64, data_root, download, limit=config.n_train if split == 'train' else config.n_test)
               for split in ('train', 'test')}
-    model, _ = autoencoder(config.svae, out/'svae' if svae_cache is None else svae_cache, device, steps=config.svae_steps, progress=progress, engine=engine)
+    model, _ = autoencoder(config.svae, svae_cache, device, steps=config.svae_steps, progress=progress, engine=engine,
+                           tensorboard=tensorboard)
     conduit = FLEighConduit(fused=config.fused_conduit)
     maps = {split: extract_conduit_maps(model, InMemoryLoader(*images[split], batch_size=128), conduit, use_s=config.use_s, cache=out/f'maps_{split}',
                                        device=device, mixed_precision=config.mixed_precision, bf16_decoder_only=config.bf16_decoder_only,
@@ -152,7 +156,7 @@ def conduit_readout(config:Cell5Config, # what to run
             for split in ('train', 'test')}
     board = run_readout(maps['train'], maps['test'], config.readout_configs(), seeds=config.seeds, save_dir=out, class_names=class_names(config.data),
                         dataset=config.data, baselines=config.baselines, images=(images['train'][0], images['test'][0]), verbose=progress,
-                        engine=engine, device=device, config=config.readout)
+                        engine=engine, device=device, config=config.readout, tensorboard=tensorboard)
     (out/'figures').mkdir(exist_ok=True)
     plot_conduit_maps(maps['test'], images['test'][0], indices=(0, 1, 2), save_path=out/'figures'/'conduit_maps.png')
     plot_scoreboard(board, save_path=out/'figures'); plot_per_class(board, save_path=out/'figures')
@@ -213,6 +217,7 @@ def w1_experiment(config:W1Experiment, # what to run
                   *, data:W1Data|None=None, # how the runs reach their data and where they compute (None: CIFAR-10 under 'data', best device)
                   engine:str|Engine='local', # where the preparation seeds, the sweeps and the control runs go: 'local', 'ray' or an `Engine`
                   progress:bool=True, # progress bars and a line per finished job
+                  tensorboard:bool=False, # preparation seeds, sweeps and control runs log their curves to TensorBoard (`tensorboard --logdir OUT`)
                  ) -> pd.DataFrame:
     "W1 end to end: optional preparation, both branches' sweeps, the optional no-history control, the geometry table and its figures; returns the table."
     from geoprobe.dualgrad import prepare_branch_checkpoints
@@ -222,11 +227,13 @@ def w1_experiment(config:W1Experiment, # what to run
     save_json(config_dict(config), out/'w1_experiment.json', manifest=make_manifest(config_dict(config), device=data.device if data else None))
     if config.prepare:
         for b in ('ordered', 'collapse'):
-            prepare_branch_checkpoints(b, getattr(config, b), seeds=getattr(config, f'{b}_seeds'), base_dir=prep_dir, data=data, engine=engine, progress=progress)
-    results = run_w1(prep_dir, config.sweeps, save_dir=out, data=data, engine=engine, progress=progress)
+            prepare_branch_checkpoints(b, getattr(config, b), seeds=getattr(config, f'{b}_seeds'), base_dir=prep_dir, data=data, engine=engine, progress=progress,
+                                       tensorboard=tensorboard)
+    results = run_w1(prep_dir, config.sweeps, save_dir=out, data=data, engine=engine, progress=progress, tensorboard=tensorboard)
     control = None
     if config.control is not None and config.control_seeds:
-        control = run_geometry_control(out/'control', config.control, seeds=config.control_seeds, data=data, engine=engine, progress=progress)
+        control = run_geometry_control(out/'control', config.control, seeds=config.control_seeds, data=data, engine=engine, progress=progress,
+                                       tensorboard=tensorboard)
     table = w1_geometry_table(results)
     (out/'figures').mkdir(exist_ok=True)
     plot_geometry_by_branch(table, save_path=out/'figures', noise_rate=config.sweeps.noise_rate)
@@ -316,6 +323,30 @@ def demo_departures(settings:DemoSettings, # one of `DEMO_SETTINGS`
         values = [str(d) for k, _, d in found if k == key]
         lines.append(f"`{key}`: original {original}, demo {', '.join(values)}: {DEPARTURE_REASONS[key]}")
     return lines
+
+
+# %% ../nbs/10_pipelines.ipynb #24cc601a
+PER_RUN = {'readout': ('channels', 'seed', 'model', 'maps', 'images'), 'ordered': ('branch', 'seed', 'data'), 'collapse': ('branch', 'seed', 'data'),
+           'control': ('seed', 'labels', 'data')} # fields of nested configs that each run sets for itself: not settings of the experiment
+
+def _shown(v): return '—' if v is None else ', '.join(map(str, v)) if isinstance(v, (tuple, list)) else str(v)
+
+def settings_table(config, # an experiment's config: a `Cell5Config`, a `W1Experiment`, ...
+                   reference=None, # the same kind of config to compare with (None: the class's defaults, the original's settings)
+                   changed_only:bool=False, # only the settings that differ from `reference`
+                  ) -> pd.DataFrame:
+    "One row per setting, nested configs spelled out ('readout.epochs'): its value, the reference's, and whether they differ."
+    rows = []
+    def walk(c, r, prefix, skip=()):
+        for f in dataclasses.fields(c):
+            if f.name in skip: continue
+            v, rv = getattr(c, f.name), (getattr(r, f.name) if r is not None else None)
+            if dataclasses.is_dataclass(v): walk(v, rv if dataclasses.is_dataclass(rv) else None, f'{prefix}{f.name}.', PER_RUN.get(f.name, ()))
+            else: rows.append({'setting': prefix + f.name, 'value': _shown(v), 'original': _shown(rv) if r is not None else '—'})
+    walk(config, type(config)() if reference is None else reference, '')
+    table = pd.DataFrame(rows, columns=['setting', 'value', 'original'])
+    table['differs'] = table.value != table.original
+    return table[table.differs].reset_index(drop=True) if changed_only else table
 
 
 # %% ../nbs/10_pipelines.ipynb #b4b5bfb7
@@ -413,6 +444,10 @@ def demo_report(out:Path, # the demo's output folder
              'settle step of the conduit eigensolver on the patch Gram matrix, and the reconstruction error. Friction and error are '
              'shown on a log scale because they span decades.', '',
              *_readout_section(board, lift), *_w1_section(geometry, effect, control, departures)]
+    demo = DEMO_SETTINGS[bool(settings['fast'])]
+    table = lambda config: _markdown_table(settings_table(config, changed_only=True)[['setting', 'value', 'original']])
+    lines += ['## Settings', '', "The settings of each part that differ from the original's (every other one is the original's; all of them are in the "
+              "files named at the top):", '', '**Cell 5**', '', table(demo.cell5), '', '**W1**', '', table(demo.w1), '']
     with atomic_write(out/'report.md') as f: f.write('\n'.join(lines))
     return out/'report.md'
 
@@ -422,6 +457,8 @@ def run_demo(out='geoprobe_demo', # report folder (created; a rerun reuses finis
              fast:bool=False, # the quick configuration (about a minute on 2 CPU cores)
              progress:bool=True, # progress bars
              engine:str|Engine='local', # where the jobs run: 'local', 'ray' or an `Engine`
+             svae_cache=None, # folder of the small autoencoder's training, shared across runs (None: `geoprobe.svae.svae_cache_dir()`)
+             tensorboard:bool=False, # every long stage logs its curves to TensorBoard (`tensorboard --logdir OUT`)
             ) -> Path:
     "Both experiment families on the embedded digits (`DEMO_SETTINGS`), with a report; returns the path of report.md."
     from geoprobe.core import load_csv, pin_config, find_experiment_dirs
@@ -431,12 +468,12 @@ def run_demo(out='geoprobe_demo', # report folder (created; a rerun reuses finis
     t0 = time.time()
     stage = (lambda i, what: print(f'{i}/3 {what}', flush=True)) if progress else (lambda i, what: None)
     stage(1, 'Cell 5: autoencoder, conduit maps and the readout scoreboard')
-    board, _ = conduit_readout(s.cell5, out/'readout', device=device, engine=engine, svae_cache=out/'svae', progress=progress)
+    board, _ = conduit_readout(s.cell5, out/'readout', device=device, engine=engine, svae_cache=svae_cache, progress=progress, tensorboard=tensorboard)
     copy_atomic(out/'readout'/'scoreboard.csv', out/'scoreboard.csv')
     lift = conduit_lift(list(load_json(out/'readout'/'readout_records.json')['records'].values()))
     stage(2, 'W1: preparation, sweeps and the no-history control')
     data = W1Data(image_tensors('digits', 'train', 32, limit=s.w1_n_train), image_tensors('digits', 'test', 32), device=device)
-    geometry = w1_experiment(s.w1, out, out/'prep', data=data, engine=engine, progress=progress)
+    geometry = w1_experiment(s.w1, out, out/'prep', data=data, engine=engine, progress=progress, tensorboard=tensorboard)
     swept = load_json(out/'W1_results.json')
     control = load_csv(out/'control'/'W1_control.csv')
     effect = w1_effect(geometry, {b: [r['init_error'] for r in swept if r['branch'].startswith(b)] for b in ('ordered', 'collapse')}, control)

@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .core import (bar_off, check_whole, check_positive, resolve_device, set_seed, save_json, save_csv, make_manifest, config_dict, share_input,
+from .core import (tensorboard_writer, log_scalars, bar_off, check_whole, check_positive, resolve_device, set_seed, save_json, save_csv, make_manifest, config_dict, share_input,
                            load_input, StaleStateError)
 from .distributed import Engine, Experiment, Job, as_engine, saved_results
 from .data import InMemoryLoader
@@ -307,6 +307,7 @@ def train_and_eval(train_maps:dict, # conduit maps of the training images (origi
                    n_classes:int|None=ReadoutConfig.n_classes, # number of classes (None: from the labels)
                    device=None, # where to train (None: best available)
                    progress:bool=False, # show a per-epoch progress bar
+                   callback=None, # called after every epoch with its record: epoch, train_loss, train_acc, val_acc, test_acc
                   ) -> dict:
     "Train `model` on `channels`; select the epoch on validation data, test every epoch; report both the selected and the best test accuracy."
     t0 = time.time()
@@ -357,6 +358,7 @@ def train_and_eval(train_maps:dict, # conduit maps of the training images (origi
         if protocol == 'original': draw_loader_seed()  # the original's test DataLoader draws its iterator's base seed
         history.append({'epoch': epoch, 'train_loss': loss_sum.item() / total, 'train_acc': correct.item() / total, 'val_acc': val_acc,
                         'test_acc': accuracy(final_pred, y_test)})
+        if callback is not None: callback(history[-1])
         if not len(y_val) or val_acc > best[0]:
             best = (val_acc, epoch, {k: v.detach().clone() for k, v in net.state_dict().items()})
     net.load_state_dict(best[2])
@@ -542,6 +544,7 @@ def readout_job(config:ReadoutConfig, # what to train
                 images:dict|None=None, # handle of the {'train', 'test'} images, for the 'images' input
                 device=None, # where to train (None: best available)
                 progress:bool=False, # per-epoch progress bar
+                tensorboard:bool=False, # log every epoch's loss and accuracies to TensorBoard (`save_dir/tb`)
                ) -> dict:
     "One `train_and_eval` run on shared maps (and images), checked against the config's digests."
     if maps['digest'] != config.maps: raise StaleStateError(f"maps {maps['digest']} are not the maps {config.maps} this job was made for")
@@ -553,7 +556,11 @@ def readout_job(config:ReadoutConfig, # what to train
         im = load_input(images)
         train, test = {**train, IMAGES: im['train']}, {**test, IMAGES: im['test']}
     settings = {k: v for k, v in config_dict(config).items() if k not in ('channels', 'maps', 'images')}
-    return train_and_eval(train, test, config.channels, device=device, progress=progress, **settings)
+    writer = tensorboard_writer(save_dir, config) if tensorboard else None
+    try: return train_and_eval(train, test, config.channels, device=device, progress=progress, **settings,
+                               callback=None if writer is None else lambda h: log_scalars(writer, {k: v for k, v in h.items() if k != 'epoch'}, h['epoch']))
+    finally:
+        if writer is not None: writer.close()
 
 # %% ../nbs/06_readout.ipynb #3fdc5d59
 def _record_key(model, channels, seed): return f'{config_key(model, channels)}/seed{seed}'
@@ -567,6 +574,7 @@ def readout_jobs(train_maps:dict, # conduit maps of the training images
                  device=None, # where to train (None: best available)
                  images=None, # (train_images, test_images) in the order of the maps, (N, C, H, W): the 'images' input
                  config:ReadoutConfig|None=None, # the training settings every job derives its config from (None: the defaults)
+                 tensorboard:bool=False, # each run logs its epochs to TensorBoard
                  **settings, # `ReadoutConfig` fields that override `config`'s: protocol, epochs, batch_size, lr, val_fraction, augment, normalize, n_classes
                 ) -> list[Job]:
     "One `readout_job` per (config, seed), all reading one shared copy of the maps (and of the images)."
@@ -581,7 +589,7 @@ def readout_jobs(train_maps:dict, # conduit maps of the training images
     return [Job(_record_key(m, ch, s), readout_job,
                 dataclasses.replace(template, channels=ch, seed=s, model=m, maps=maps['digest'], images=imgs['digest'] if ch == IMAGES else ''),
                 str(Path(folder)/f"{config_key(m, ch).replace(':', '-')}-seed{s}"),
-                dict(maps=maps, images=imgs if ch == IMAGES else None, device=device)) for m, ch in specs for s in seeds]
+                dict(maps=maps, images=imgs if ch == IMAGES else None, device=device, tensorboard=tensorboard)) for m, ch in specs for s in seeds]
 
 # %% ../nbs/06_readout.ipynb #0995b05c
 def _saved_records(jobs_dir) -> dict:
@@ -604,6 +612,7 @@ def run_readout(train_maps:dict, # conduit maps of the training images
                 address=None, # with engine='ray': None for a local Ray, 'auto' or 'ray://…' for a cluster (sets the `Engine`'s address)
                 device=None, # where to train (None: best available)
                 config:ReadoutConfig|None=None, # the training settings, passed whole to every run (its channels, seed and model are set per run)
+                tensorboard:bool=False, # each run logs every epoch's loss and accuracies to TensorBoard (`jobs/<run>/tb`)
                 **settings, # `ReadoutConfig` fields that override `config`'s: protocol, epochs, batch_size, lr, val_fraction, augment, normalize, n_classes
                ) -> pd.DataFrame:
     "Train every config with every seed as jobs (finished ones are reused when settings and maps match) and return the scoreboard."
@@ -615,7 +624,7 @@ def run_readout(train_maps:dict, # conduit maps of the training images
     engine = as_engine(engine, **({} if address is None else {'address': address}))
     with tempfile.TemporaryDirectory(prefix='geoprobe_readout_') as scratch, \
          Experiment(save_dir if save_dir is not None else scratch, engine=engine, progress=verbose) as ex:
-        jobs = readout_jobs(train_maps, test_maps, configs, seeds, ex.out/'jobs', ex.inputs_dir, device, images, config, **settings)
+        jobs = readout_jobs(train_maps, test_maps, configs, seeds, ex.out/'jobs', ex.inputs_dir, device, images, config, tensorboard, **settings)
         shared = {k: v for k, v in config_dict(jobs[0].config).items() if k not in ('channels', 'seed', 'model', 'images')}
         ex.pin('readout_config.json', shared)
         def records(finished):

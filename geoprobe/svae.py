@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .core import (bar_off, atomic_write, check_config, config_dict, default_base_dir, load_torch, make_manifest, resolve_device,
+from .core import (tensorboard_writer, log_scalars, bar_off, atomic_write, check_config, config_dict, default_base_dir, load_torch, make_manifest, resolve_device,
                            save_torch, set_seed, tensor_digest, folder_lock, set_aside, share_input, load_input, CorruptStateError, StaleStateError)
 from .data import InMemoryLoader, load_digits_images
 from .distributed import DONE_FILE, Engine, Experiment, Job
@@ -525,6 +525,7 @@ def svae_job(config:SVAETrainConfig, # the run: its settings and the digests of 
              save_dir, # the run's folder: last.pt and best.pt, its resumable state
              images:dict|None=None, # handle of the training images (`geoprobe.core.share_input`); None for noise fields
              val_images:dict|None=None, # handle of the held-out images; None: `default_val_images`
+             tensorboard:bool=False, # log every step's training MSE to TensorBoard (`save_dir/tb`)
              **options, # `train_svae`'s run-time settings: device, progress, save_every, save_seconds, callback
             ) -> dict:
     "One `train_svae` run as a job (`geoprobe.distributed.Job`): the config's run on the shared images, checked against its digests; returns the final step, held-out MSE and checkpoint."
@@ -534,8 +535,14 @@ def svae_job(config:SVAETrainConfig, # the run: its settings and the digests of 
     if val is not None and val_images['digest'] != config.val_data:
         raise StaleStateError(f"held-out images {val_images['digest']} are not the ones ({config.val_data}) this job was made for")
     noise = {} if images else dict(img_size=config.img_size, noise_kinds=config.noise_kinds)
-    _, history = train_svae(load_input(images) if images else 'noise', config.arch, steps=config.steps, batch_size=config.batch_size, lr=config.lr,
-                            seed=config.seed, val_images=val, ckpt_dir=save_dir, **noise, **options)
+    writer, callback = (tensorboard_writer(save_dir, config) if tensorboard else None), options.pop('callback', None)
+    def on_step(step, mse):
+        log_scalars(writer, {'mse': mse}, step, flush=step % 50 == 0)
+        if callback is not None: callback(step, mse)
+    try: _, history = train_svae(load_input(images) if images else 'noise', config.arch, steps=config.steps, batch_size=config.batch_size, lr=config.lr,
+                                 seed=config.seed, val_images=val, ckpt_dir=save_dir, **noise, **options, callback=on_step)
+    finally:
+        if writer is not None: writer.close()
     final = [h for h in history if 'val_mse' in h][-1]
     return {'step': final['step'], 'val_mse': final['val_mse'], 'checkpoint': str(Path(save_dir)/'last.pt')}
 
@@ -555,6 +562,8 @@ def small_svae(steps:int=SMALL_SVAE_TRAINING['steps'], # training steps
                device=None, # where the returned model lives (training runs there too; None: the best available, a Ray job's own GPU)
                progress:bool=True, # tqdm bar while training
                engine:str|Engine='local', # where the training job runs: 'local' (here), 'ray', or an `Engine` (e.g. on a cluster's GPU)
+               wait:float=3600, # seconds to wait while another process trains into the same cache folder (then its model, if it is this one, is reused)
+               tensorboard:bool=False, # log the training's MSE every step to TensorBoard (`<cache>/<model>/tb`)
               ) -> tuple[PatchSVAE, dict]:
     "The small PatchSVAE trained on `source` (a job in the cache folder), loaded from the cache when it was trained before; returns `(model, config)`."
     if source not in ('digits', 'noise'): raise ValueError(f"source must be 'digits' or 'noise', got {source!r}")
@@ -563,13 +572,13 @@ def small_svae(steps:int=SMALL_SVAE_TRAINING['steps'], # training steps
     key = hashlib.sha1(json.dumps([arch, steps, source, seed, batch_size], sort_keys=True).encode()).hexdigest()[:10]
     data = load_digits_images(size=64, split='train')[0] if source == 'digits' else 'noise'
     val = load_digits_images(size=64, split='test')[0] if source == 'digits' else default_val_images('noise', seed=seed)
-    with Experiment(svae_cache_dir(cache_dir), engine=engine, progress=False) as ex:
+    with Experiment(svae_cache_dir(cache_dir), engine=engine, progress=False, wait=wait) as ex:
         folder = ex.out/f'small_{source}_{steps}steps_seed{seed}_{key}'
         _rerun_if_damaged(folder)
         inputs = dict(images=share_input(data, to_file=ex.inputs_dir) if source == 'digits' else None, val_images=share_input(val, to_file=ex.inputs_dir))
         run = SVAETrainConfig(arch=arch, steps=steps, batch_size=batch_size, seed=seed, data=inputs['images']['digest'] if inputs['images'] else 'noise',
                               val_data=inputs['val_images']['digest'])
-        try: ex.run([Job(folder.name, svae_job, run, str(folder), dict(**inputs, device=device, progress=progress))], what='autoencoder trainings')
+        try: ex.run([Job(folder.name, svae_job, run, str(folder), dict(**inputs, device=device, progress=progress, tensorboard=tensorboard))], what='autoencoder trainings')
         finally:
             if ex.inputs_dir is not None: shutil.rmtree(ex.inputs_dir, ignore_errors=True)   # the copies written for other processes
     return load_svae(folder/'last.pt', device=device)

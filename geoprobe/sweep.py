@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .core import (bar_off, check_whole, check_positive, set_seed, resolve_device, find_experiment_dirs, save_json, load_json, save_csv,
+from .core import (tensorboard_writer, log_scalars, bar_off, check_whole, check_positive, set_seed, resolve_device, find_experiment_dirs, save_json, load_json, save_csv,
                            tensor_digest, file_digest, data_digest, config_dict, load_state, save_state, check_config, folder_lock, deterministic_kernels,
                            StaleStateError, CorruptStateError, load_torch, make_manifest)
 from .dualgrad import (LOG_FREQ, _norm, _engine, cosine_sim, resnet18_cifar, build_model, model_name, resolve_precision, resolve_config_precision,
@@ -293,6 +293,7 @@ def w1_sweep_job(config:SweepConfig, # the sweep, passed whole to `run_sweep_wit
                  num_workers:int=W1Data.num_workers, # DataLoader workers (Dataset data only)
                  callback=None, # called with the partial result after every λ
                  progress:bool=False, # a bar over λ
+                 tensorboard:bool=False, # log every λ's error and geometry to TensorBoard (`save_dir/tb`, step = the λ's index)
                 ) -> dict:
     "One W1 sweep as the original sets it up: noisy labels and data order from the checkpoint's seed; resumable per λ."
     path = config.checkpoint if checkpoint_path is None else checkpoint_path
@@ -302,8 +303,14 @@ def w1_sweep_job(config:SweepConfig, # the sweep, passed whole to `run_sweep_wit
     device = resolve_device(device)
     seed = int(load_branch_checkpoint(path)['seed'])
     loaders = make_w1_loaders(train_data, test_data, config.batch_size, seed=seed + 5000, augment=config.augment, num_workers=num_workers, device=device)
-    return run_sweep_with_geometry(path, *loaders, clean, inject_label_noise(clean, config.noise_rate, seed), config=config, device=device,
-                                   save_dir=save_dir, callback=callback, progress=progress)
+    writer = tensorboard_writer(save_dir, config) if tensorboard else None
+    def on_lambda(partial):
+        log_scalars(writer, partial['geometry'][-1], len(partial['trajectory']) - 1)
+        if callback is not None: callback(partial)
+    try: return run_sweep_with_geometry(path, *loaders, clean, inject_label_noise(clean, config.noise_rate, seed), config=config, device=device,
+                                        save_dir=save_dir, callback=on_lambda, progress=progress)
+    finally:
+        if writer is not None: writer.close()
 
 # %% ../nbs/08_sweep.ipynb #8d2454a6
 def w1_sweep_configs(config:W1Config, # the experiment
@@ -339,6 +346,7 @@ def run_w1(base_dir, # folder holding the prep folders (and, by default, the W1 
            data:W1Data|None=None, # how the sweeps reach their data and where they compute (None: CIFAR-10 under 'data', best device)
            callback=None, # called with each partial sweep result after every λ (with Ray: in the worker)
            progress:bool=True, # progress bars
+           tensorboard:bool=False, # each sweep logs every λ's error and geometry to TensorBoard (`sweeps/<id>/tb`; `tensorboard --logdir` the output folder)
            engine:str|Engine='local', # 'local' (sweeps one after another here), 'ray' (parallel workers), or an `Engine`
            address=None, # older calls' Ray cluster address ('auto', 'ray://…'), as `Engine('ray', address=...)`
            on_result=None, # called here with each sweep's job outcome, after W1_results.json and W1_geometry.csv are rewritten
@@ -357,7 +365,7 @@ def run_w1(base_dir, # folder holding the prep folders (and, by default, the W1 
         _check_planned(ex.out/'W1_config.json', key, base_dir)
         ex.pin('W1_config.json', key)
         local = ex.engine.name == 'local'
-        jobs = [Job(i, w1_sweep_job, c, str(ex.out/'sweeps'/i), dict(checkpoint_path=str(p), **data.job_options(), progress=progress and local))
+        jobs = [Job(i, w1_sweep_job, c, str(ex.out/'sweeps'/i), dict(checkpoint_path=str(p), **data.job_options(), progress=progress and local, tensorboard=tensorboard))
                 for (i, c), p in zip(sweeps, ordered + collapse)]
         landed = []
         def write(results):
@@ -435,6 +443,7 @@ def control_geometry_job(config:ControlConfig, # the control run
                          device=None, # None: best available
                          num_workers:int=W1Data.num_workers, # DataLoader workers (Dataset data only)
                          progress:bool=False, # a bar over the epochs
+                         tensorboard:bool=False, # log every measurement (test error, c_sv, norms, losses) to TensorBoard (`save_dir/tb`, step = the training step)
                         ) -> list[dict]:
     "Train on `config.labels` only and measure (test error, c_sv, norms, losses) at about `n_points` steps; resumable per epoch."
     device = resolve_device(device)
@@ -449,10 +458,12 @@ def control_geometry_job(config:ControlConfig, # the control run
     train_t = noisy_t if config.labels == 'noisy' else clean_t
     points = set(_measure_points(config.epochs * len(loader), config.n_points))
     rows, step, start = [], 0, 0
+    writer = tensorboard_writer(save_dir, config) if tensorboard else None
     def measure():
         geo = [gradient_geometry(model, x.to(device), noisy_t[idx.to(device)], clean_t[idx.to(device)]) for x, _, idx in probe]
         rows.append({'seed': config.seed, 'labels': config.labels, 'step': step, 'epoch': step / len(loader), 'error': 1 - evaluate(model, test_loader, device),
                      **{k: float(np.mean([g[k] for g in geo])) for k in geo[0]}})
+        log_scalars(writer, {k: v for k, v in rows[-1].items() if k not in ('seed', 'step')}, step)
     saved = load_state(Path(save_dir)/CONTROL_STATE, config, recompute=True)
     if saved is not None:
         restore_training_state(saved, model, opt, loader, device)
@@ -476,7 +487,9 @@ def control_geometry_job(config:ControlConfig, # the control run
             sched.step()
             save_state(training_state(model, opt, {'step': step, 'gv': None}, loader, epoch=ep + 1, rows=rows, scheduler=sched.state_dict()),
                        Path(save_dir)/CONTROL_STATE, config)
+    if writer is not None: writer.close()
     return rows
+
 
 # %% ../nbs/08_sweep.ipynb #6c866b57
 CONTROL_COLUMNS = ['seed', 'labels', 'step', 'epoch', 'error', 'c_sv', 'norm_s', 'norm_v', 'loss_s', 'loss_v']
@@ -489,6 +502,7 @@ def run_geometry_control(save_dir, # the control's folder: control_config.json, 
                          labels=('noisy', 'clean'), # label sets to train on, one run each per seed
                          data:W1Data|None=None, # how the runs reach their data and where they compute (None: CIFAR-10 under 'data', best device)
                          progress:bool=True, # progress over the runs
+                         tensorboard:bool=False, # each run logs its measurements to TensorBoard (`jobs/<run>/tb`)
                          engine:str|Engine='local', # 'local', 'ray', or an `Engine`
                          address=None, # older calls' Ray cluster address ('auto', 'ray://…'), as `Engine('ray', address=...)`
                          on_result=None, # called here with each run's job outcome, after W1_control.csv is rewritten
@@ -501,7 +515,7 @@ def run_geometry_control(save_dir, # the control's folder: control_config.json, 
         base = dataclasses.replace(base, data=data.spec(ex.inputs_dir))
         pinned = folder_settings(base, 'seed', 'labels')
         ex.pin('control_config.json', pinned)
-        options = dict(**data.job_options(), progress=progress and ex.engine.name == 'local')
+        options = dict(**data.job_options(), progress=progress and ex.engine.name == 'local', tensorboard=tensorboard)
         jobs = [Job(f'control/{lab}/seed{s}', control_geometry_job, dataclasses.replace(base, seed=s, labels=lab), str(ex.out/'jobs'/f'{lab}_seed{s:02d}'),
                     dict(options)) for lab in labels for s in seeds]
         table = lambda runs: pd.DataFrame([row for rows in runs for row in rows], columns=CONTROL_COLUMNS)

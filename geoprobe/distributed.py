@@ -91,6 +91,7 @@ def start_ray(address=None, # None: a local Ray on this machine; 'auto' or 'ray:
 
 # %% ../nbs/02_distributed.ipynb #cde0c697
 def _short(result, n=5):
+    if isinstance(result, list) and result and isinstance(result[-1], dict): return f'{len(result)} records, the last: {_short(result[-1], n)}'
     if not isinstance(result, dict): return repr(result)[:80]
     items = [(k, v) for k, v in result.items()
              if isinstance(v, (int, float, bool)) or v is None or (isinstance(v, str) and len(v) < 40)][:n]

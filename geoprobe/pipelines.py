@@ -21,10 +21,10 @@ from .sweep import W1Config, ControlConfig, CONTROL_SEEDS
 
 
 # %% auto #0
-__all__ = ['SWEEP_ONLY', 'DEMO_SETTINGS', 'DEPARTURE_REASONS', 'PER_RUN', 'UsageError', 'writable_dir', 'checked_device',
-           'image_tensors', 'class_names', 'autoencoder', 'Cell5Config', 'conduit_readout', 'shared_settings',
-           'W1Experiment', 'w1_plan', 'w1_experiment', 'w1_effect', 'DemoSettings', 'demo_departures', 'settings_table',
-           'copy_atomic', 'demo_report', 'run_demo']
+__all__ = ['SWEEP_ONLY', 'DEMO_SETTINGS', 'DEPARTURE_REASONS', 'PER_RUN', 'DEMO_TIME', 'UsageError', 'writable_dir',
+           'checked_device', 'image_tensors', 'class_names', 'autoencoder', 'Cell5Config', 'conduit_readout',
+           'shared_settings', 'W1Experiment', 'w1_plan', 'w1_experiment', 'w1_effect', 'DemoSettings',
+           'demo_departures', 'settings_table', 'copy_atomic', 'demo_report', 'run_demo']
 
 # %% ../nbs/10_pipelines.ipynb #f5ac1b6f
 class UsageError(ValueError):
@@ -452,6 +452,8 @@ def demo_report(out:Path, # the demo's output folder
     return out/'report.md'
 
 # %% ../nbs/10_pipelines.ipynb #10bde0fc
+DEMO_TIME = {False: '6 min', True: '1 min'} # the demo's wall time from scratch, as last measured on 2 CPU cores (5 min 20–43 s; about 31 s)
+
 def run_demo(out='geoprobe_demo', # report folder (created; a rerun reuses finished parts)
              device=None, # None: best available
              fast:bool=False, # the quick configuration (about a minute on 2 CPU cores)
@@ -466,6 +468,7 @@ def run_demo(out='geoprobe_demo', # report folder (created; a rerun reuses finis
     out, device, s = writable_dir(out), checked_device(device), DEMO_SETTINGS[bool(fast)]
     pin_config(out/'demo_config.json', {'fast': bool(fast)})
     t0 = time.time()
+    if progress: print(f"geoprobe demo{' --fast' if fast else ''}: about {DEMO_TIME[bool(fast)]} on 2 CPU cores, less where a previous run left finished parts", flush=True)
     stage = (lambda i, what: print(f'{i}/3 {what}', flush=True)) if progress else (lambda i, what: None)
     stage(1, 'Cell 5: autoencoder, conduit maps and the readout scoreboard')
     board, _ = conduit_readout(s.cell5, out/'readout', device=device, engine=engine, svae_cache=svae_cache, progress=progress, tensorboard=tensorboard)

@@ -429,9 +429,9 @@ def original_train_and_eval(train_data:dict, # maps of the training images in th
     return {'best_acc': best_acc, 'params': n_params, 'per_class': pca.tolist(), 'history': history}
 
 # %% ../nbs/06_readout.ipynb #7a7d2612
-DEFAULT_CONFIGS = (('S', 'Eigenvalues (S) only — 4ch'), ('F', 'Friction only — 4ch'), ('E', 'Release error only — 1ch'),
-                   ('T', 'Settle only — 4ch'), ('SF', 'S + Friction — 8ch'), ('SE', 'S + Release error — 5ch'),
-                   ('SFE', 'S + Friction + Release — 9ch'), ('SFET', 'FULL CONDUIT — 13ch'))
+DEFAULT_CONFIGS = (('S', 'Eigenvalues (S) only — 4ch'), ('F', 'Friction only — 4ch'), ('E', 'Reconstruction error only — 1ch'),
+                   ('T', 'Settle only — 4ch'), ('SF', 'S + Friction — 8ch'), ('SE', 'S + Reconstruction error — 5ch'),
+                   ('SFE', 'S + Friction + Reconstruction error — 9ch'), ('SFET', 'FULL CONDUIT — 13ch'))
 BASELINE_CONFIGS = (('linear:S', 'Linear probe on S maps'), ('linear:F', 'Linear probe on friction maps'),
                     ('image_conv:images', 'Conv net on raw images'))
 REFERENCE_RESULTS = (('Linear probe (friction flat)', 0.243, None), ('Linear probe (S flat)', 0.210, None),

@@ -12,8 +12,8 @@ from .pipelines import (UsageError, writable_dir, checked_device, image_tensors,
 
 
 # %% auto #0
-__all__ = ['ENGINE_OPTIONS', 'CELL5_OPTIONS', 'READOUT_OPTIONS', 'add_config_options', 'config_options', 'add_engine_options',
-           'engine_option', 'build_parser', 'start_over', 'cell5_from_args', 'w1_from_args', 'main']
+__all__ = ['ENGINE_OPTIONS', 'add_config_options', 'config_options', 'add_engine_options', 'engine_option', 'build_parser',
+           'start_over', 'cell5_from_args', 'w1_from_args', 'main']
 
 # %% ../nbs/11_cli.ipynb #a349bd23
 def _option_type(annotation, default):
@@ -93,8 +93,16 @@ def _add_data(p, default):
 def _add_replay(p, what):
     p.add_argument('--config', default=None, metavar='FILE', help=f'start from the settings saved in FILE ({what} of an earlier run); options given here override them')
 
-CELL5_OPTIONS = ['n_train', 'n_test', 'svae', 'svae_steps', 'configs', 'seeds', 'baselines', 'use_s', 'mixed_precision', 'bf16_decoder_only', 'fused_conduit']
-READOUT_OPTIONS = ['protocol', 'epochs', 'batch_size', 'lr', 'val_fraction', 'augment', 'normalize'] # the readout's training settings on the command line
+def _cell5_options():
+    "The `Cell5Config` fields the command line offers as they are (`data` has its own option, `readout` is spelled out by `_readout_options`)."
+    from geoprobe.pipelines import Cell5Config
+    return [f.name for f in dataclasses.fields(Cell5Config) if f.name not in ('data', 'readout')]
+
+def _readout_options():
+    "The readout's training settings: the `ReadoutConfig` fields that are not set per run."
+    from geoprobe.readout import ReadoutConfig
+    from geoprobe.pipelines import PER_RUN
+    return [f.name for f in dataclasses.fields(ReadoutConfig) if f.name not in PER_RUN['readout']]
 
 def build_parser() -> argparse.ArgumentParser:
     "The argument parser of the `geoprobe` command."
@@ -119,8 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description='Extract conduit maps of every image with a patch autoencoder and train the conv readout on each '
                                    'channel set with several seeds; writes cell5_config.json, scoreboard.csv, readout_records.json, figures/.')
     _add_common(r, 'geoprobe_readout'); _add_data(r, 'digits'); _add_replay(r, 'cell5_config.json')
-    add_config_options(r, Cell5Config, CELL5_OPTIONS, choices={'mixed_precision': MIXED_PRECISION, 'use_s': ('S', 'S_orig')})
-    add_config_options(r, ReadoutConfig, READOUT_OPTIONS, choices={'protocol': PROTOCOLS})
+    add_config_options(r, Cell5Config, _cell5_options(), choices={'mixed_precision': MIXED_PRECISION, 'use_s': ('S', 'S_orig')})
+    add_config_options(r, ReadoutConfig, _readout_options(), choices={'protocol': PROTOCOLS})
     r.add_argument('--svae-cache', default=None, metavar='DIR', help="folder of the small autoencoder's training, reused by content by every run that names it "
                    "(e.g. OUT/svae to keep it apart) [$GEOPROBE_HOME/checkpoints/geolip-SVAE, else ./geoprobe_runs/checkpoints/geolip-SVAE]")
     r.set_defaults(run=_cmd_readout)
@@ -183,8 +191,8 @@ def cell5_from_args(a:argparse.Namespace, # parsed `geoprobe readout` arguments
     from geoprobe.readout import ReadoutConfig
     base = _saved(a, Cell5Config) or Cell5Config()
     use = lambda k: a.config is None or _given(a, k)
-    return dataclasses.replace(base, **{k: getattr(a, k) for k in ['data', *CELL5_OPTIONS] if use(k)},
-                               readout=dataclasses.replace(base.readout, **{k: getattr(a, k) for k in READOUT_OPTIONS if use(k)}))
+    return dataclasses.replace(base, **{k: getattr(a, k) for k in ['data', *_cell5_options()] if use(k)},
+                               readout=dataclasses.replace(base.readout, **{k: getattr(a, k) for k in _readout_options() if use(k)}))
 
 def w1_from_args(a:argparse.Namespace, # parsed `geoprobe sweep` arguments
                 ):

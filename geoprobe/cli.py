@@ -213,7 +213,7 @@ def w1_from_args(a:argparse.Namespace, # parsed `geoprobe sweep` arguments
     if seeds:
         control = (ControlConfig(**shared_settings(ControlConfig, sweeps)) if plan.control is None else inherit(ControlConfig, plan.control))
         if use('control_epochs') or plan.control is None: control = dataclasses.replace(control, epochs=a.control_epochs)
-    return dataclasses.replace(plan, control=control, control_seeds=seeds or plan.control_seeds)
+    return dataclasses.replace(plan, control=control, control_seeds=seeds)
 
 def _replay(command:str, out:Path, file:str, config, extra:str=''):
     "Print the settings that differ from the original's and the command that replays the run from its saved config."

@@ -183,10 +183,11 @@ class W1Experiment:
     ordered_seeds: tuple = PREP_SEEDS # seeds of the ordered preparation, one checkpoint each
     collapse_seeds: tuple = PREP_SEEDS # seeds of the collapse preparation
     control: ControlConfig|None = None # the no-history control (None: none; each run sets its seed and label set)
-    control_seeds: tuple = CONTROL_SEEDS # the control's seeds, one run each on the noisy and on the clean labels
+    control_seeds: tuple = () # the control's seeds, one run each on the noisy and on the clean labels (none without a control)
 
     def __post_init__(self):
         for name in ('ordered_seeds', 'collapse_seeds', 'control_seeds'): object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.control is not None and not self.control_seeds: raise UsageError('a W1Experiment with a control needs control_seeds; pass control=None for none')
         for b in ('ordered', 'collapse'):
             if getattr(self, b).branch != b: raise UsageError(f'{b} must be a PrepConfig of the {b} branch, got one of {getattr(self, b).branch}')
 
@@ -207,7 +208,7 @@ def w1_plan(sweeps:W1Config|None=None, # the sweeps' settings (None: the origina
         return PrepConfig(b, **{**shared_settings(PrepConfig, sweeps), **(prep or {}), **own}), seeds
     (o, o_seeds), (c, c_seeds) = branch('ordered', ordered), branch('collapse', collapse)
     ctl = None if control is None else ControlConfig(**{**shared_settings(ControlConfig, sweeps), **control})
-    return W1Experiment(sweeps, prepare, o, c, o_seeds, c_seeds, ctl, control_seeds)
+    return W1Experiment(sweeps, prepare, o, c, o_seeds, c_seeds, ctl, tuple(control_seeds) if ctl is not None else ())
 
 
 # %% ../nbs/10_pipelines.ipynb #951ae8b1
@@ -329,7 +330,7 @@ def demo_departures(settings:DemoSettings, # one of `DEMO_SETTINGS`
 PER_RUN = {'readout': ('channels', 'seed', 'model', 'maps', 'images'), 'ordered': ('branch', 'seed', 'data'), 'collapse': ('branch', 'seed', 'data'),
            'control': ('seed', 'labels', 'data')} # fields of nested configs that each run sets for itself: not settings of the experiment
 
-def _shown(v): return '—' if v is None else ', '.join(map(str, v)) if isinstance(v, (tuple, list)) else str(v)
+def _shown(v): return '—' if v is None or v == () else ', '.join(map(str, v)) if isinstance(v, (tuple, list)) else str(v)
 
 def settings_table(config, # an experiment's config: a `Cell5Config`, a `W1Experiment`, ...
                    reference=None, # the same kind of config to compare with (None: the class's defaults, the original's settings)

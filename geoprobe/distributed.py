@@ -163,9 +163,11 @@ class Engine:
         if self.name == 'local' and self.address is not None: raise ValueError("address is a Ray cluster address: pass engine='ray' with it")
 
 def as_engine(engine:str|Engine='local', # an engine name ('local', 'ray') or an `Engine`
-              **options, # `Engine` fields (address, gpus_per_job, cpus_per_job, ...) to set or override
+              address=None, # a Ray cluster address, as the runners' `address=` keyword takes it (None: the engine's own)
+              **options, # other `Engine` fields (gpus_per_job, cpus_per_job, ...) to set or override
              ) -> Engine:
-    "The `Engine` that `engine` and `options` describe."
+    "The `Engine` that `engine`, `address` and `options` describe."
+    if address is not None: options['address'] = address
     return dataclasses.replace(engine, **options) if isinstance(engine, Engine) else Engine(engine, **options)
 
 

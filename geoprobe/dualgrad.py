@@ -494,9 +494,6 @@ def folder_settings(config, # a job's config dataclass
     "What every job of a folder shares: `config` with its per-job fields blanked, the settings an experiment pins on its folder."
     return {**config_dict(config), **dict.fromkeys(per_job)}
 
-def _engine(engine, address):
-    "The `Engine` of a runner's `engine`, with the `address` keyword of older calls."
-    return as_engine(engine, **({'address': address} if address is not None else {}))
 
 # %% ../nbs/07_dualgrad.ipynb #17435871
 def _recompute_damaged_checkpoints(out):
@@ -531,7 +528,7 @@ def prepare_branch_checkpoints(branch:str, # 'ordered' or 'collapse'
     base = dataclasses.replace(config, **settings) if config is not None else PrepConfig(branch, **settings)
     if base.branch != branch: raise ValueError(f'config is for the {base.branch} branch, not {branch}')
     base = resolve_config_precision(base, resolve_device(data.device))
-    with Experiment(base_dir=base_dir, prefix=f'exp_Ta_prep_{branch}', resume=resume, engine=_engine(engine, address), progress=progress) as ex:
+    with Experiment(base_dir=base_dir, prefix=f'exp_Ta_prep_{branch}', resume=resume, engine=as_engine(engine, address), progress=progress) as ex:
         base = dataclasses.replace(base, data=data.spec(ex.inputs_dir))
         pinned = folder_settings(base, 'seed')
         ex.pin('prep_config.json', pinned)

@@ -621,7 +621,7 @@ def run_readout(train_maps:dict, # conduit maps of the training images
     for c, n in configs: keyed.setdefault(config_key(*parse_config(c)), n)
     configs = list(keyed.items())
     if not configs or not len(seeds): raise ValueError('run_readout needs at least one config and one seed')
-    engine = as_engine(engine, **({} if address is None else {'address': address}))
+    engine = as_engine(engine, address)
     with tempfile.TemporaryDirectory(prefix='geoprobe_readout_') as scratch, \
          Experiment(save_dir if save_dir is not None else scratch, engine=engine, progress=verbose) as ex:
         jobs = readout_jobs(train_maps, test_maps, configs, seeds, ex.out/'jobs', ex.inputs_dir, device, images, config, tensorboard, **settings)

@@ -17,10 +17,10 @@ from tqdm.auto import tqdm
 from .core import (tensorboard_writer, log_scalars, bar_off, check_whole, check_positive, set_seed, resolve_device, find_experiment_dirs, save_json, load_json, save_csv,
                            tensor_digest, file_digest, data_digest, config_dict, load_state, save_state, check_config, folder_lock, deterministic_kernels,
                            StaleStateError, CorruptStateError, load_torch, make_manifest)
-from .dualgrad import (LOG_FREQ, _norm, _engine, cosine_sim, resnet18_cifar, build_model, model_name, resolve_precision, resolve_config_precision,
+from .dualgrad import (LOG_FREQ, _norm, cosine_sim, resnet18_cifar, build_model, model_name, resolve_precision, resolve_config_precision,
                                precision_settings, training_state, restore_training_state, inject_label_noise, train_one_epoch_with_logging, evaluate,
                                W1Data, PrepConfig, BRANCH_DEFAULTS, make_w1_loaders, load_w1_spec, seeded_w1_run, folder_settings)
-from .distributed import Job, Engine, Experiment
+from .distributed import Job, Engine, Experiment, as_engine
 
 # %% auto #0
 __all__ = ['LAMBDA_START', 'LAMBDA_END', 'LAMBDA_STEP', 'LAMBDA_GRID_UP', 'LAMBDA_GRID_DOWN', 'BRANCH_OF_DIRECTION',
@@ -358,7 +358,7 @@ def run_w1(base_dir, # folder holding the prep folders (and, by default, the W1 
     config = resolve_config_precision(config, resolve_device(data.device))
     ordered, collapse = find_w1_checkpoints(base_dir, config.n_seeds, config.collapse_max_error)
     for p in ordered + collapse: branch_model(p, config.model)
-    with Experiment(save_dir, base_dir, 'exp_W1_geometry', resume=resume, engine=_engine(engine, address), progress=progress) as ex:
+    with Experiment(save_dir, base_dir, 'exp_W1_geometry', resume=resume, engine=as_engine(engine, address), progress=progress) as ex:
         spec = data.spec(ex.inputs_dir)
         sweeps = w1_sweep_configs(config, ordered, collapse, spec)
         key = {**config_dict(config), 'data': spec['digest'], 'checkpoints': {i: c.checkpoint_digest for i, c in sweeps}}
@@ -511,7 +511,7 @@ def run_geometry_control(save_dir, # the control's folder: control_config.json, 
     "The no-history control of W1: c_sv against test error along single-label training (noisy or clean labels), one resumable job per (labels, seed)."
     data, settings = W1Data.take(settings, data)
     base = dataclasses.replace(config, **settings) if config is not None else ControlConfig(**settings)
-    with Experiment(save_dir, engine=_engine(engine, address), progress=progress) as ex:
+    with Experiment(save_dir, engine=as_engine(engine, address), progress=progress) as ex:
         base = dataclasses.replace(base, data=data.spec(ex.inputs_dir))
         pinned = folder_settings(base, 'seed', 'labels')
         ex.pin('control_config.json', pinned)

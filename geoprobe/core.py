@@ -645,15 +645,21 @@ def config_from_dict(cls, # a config dataclass
 
 
 # %% ../nbs/00_core.ipynb #6ec739fa
+@contextmanager
 def tensorboard_writer(folder, # the job's folder: the events go to `folder/tb`
                        config=None, # the run's config, attached as text (tag 'config')
+                       enabled:bool=True, # False: yield None (nothing is logged, tensorboard need not be installed)
                       ):
-    "A `torch.utils.tensorboard.SummaryWriter` for one job, with its config attached."
+    "Context manager yielding a `torch.utils.tensorboard.SummaryWriter` for one job, with its config attached (or None), closed at the end."
+    if not enabled:
+        yield None
+        return
     try: from torch.utils.tensorboard import SummaryWriter
     except ImportError: raise ImportError('TensorBoard logging needs the tensorboard package: pip install "geoprobe[tb]" (or pip install tensorboard)') from None
     writer = SummaryWriter(str(Path(folder)/'tb'))
     if config is not None: writer.add_text('config', '```\n' + json.dumps(config_dict(config), indent=1) + '\n```')
-    return writer
+    try: yield writer
+    finally: writer.close()
 
 def log_scalars(writer, # from `tensorboard_writer` (None: nothing is logged)
                 values:dict, # names and values; what is not a number (text, lists, None) is passed over

@@ -458,13 +458,12 @@ def prepare_branch_seed(config:PrepConfig, # what to train
     opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, weight_decay=5e-4)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(config.milestones), 0.1)
     state, trajectory, start = {'step': 0, 'gv': None}, [], 0
-    writer = tensorboard_writer(save_dir, config) if tensorboard else None
     saved = load_state(Path(save_dir)/PREP_STATE, config, recompute=True)
     if saved is not None:
         state = restore_training_state(saved, model, opt, train_loader, device)
         sched.load_state_dict(saved['scheduler'])
         trajectory, start = saved['trajectory'], saved['epoch']
-    with deterministic_kernels(config.deterministic):
+    with deterministic_kernels(config.deterministic), tensorboard_writer(save_dir, config, tensorboard) as writer:
         for ep in tqdm(range(start, config.epochs), desc=f'{config.branch} seed {config.seed}', leave=False, disable=bar_off(progress)):
             train_one_epoch_with_logging(model, train_loader, opt, clean_t, noisy_t, config.lam, state, k=config.k, log_freq=None, device=device,
                                          autocast_dtype=amp, channels_last=channels_last, bn_updates=config.bn_updates)
@@ -475,7 +474,6 @@ def prepare_branch_seed(config:PrepConfig, # what to train
                                       noisy_labels=tensor_digest(noisy_t)), Path(save_dir)/PREP_STATE, config)
             log_scalars(writer, {'lr': sched.get_last_lr()[0], **({'test_error': trajectory[-1]['error']} if trajectory and trajectory[-1]['epoch'] == ep + 1 else {})}, ep + 1)
             if callback is not None: callback(ep + 1)
-    if writer is not None: writer.close()
     final_error = trajectory[-1]['error']
     kept = config.keep_all or BRANCH_DEFAULTS[config.branch]['keep'](final_error)
     name = f'{config.branch}_seed{config.seed:02d}_err{final_error:.3f}.pth'

@@ -556,11 +556,9 @@ def readout_job(config:ReadoutConfig, # what to train
         im = load_input(images)
         train, test = {**train, IMAGES: im['train']}, {**test, IMAGES: im['test']}
     settings = {k: v for k, v in config_dict(config).items() if k not in ('channels', 'maps', 'images')}
-    writer = tensorboard_writer(save_dir, config) if tensorboard else None
-    try: return train_and_eval(train, test, config.channels, device=device, progress=progress, **settings,
-                               callback=None if writer is None else lambda h: log_scalars(writer, {k: v for k, v in h.items() if k != 'epoch'}, h['epoch']))
-    finally:
-        if writer is not None: writer.close()
+    with tensorboard_writer(save_dir, config, tensorboard) as writer:
+        return train_and_eval(train, test, config.channels, device=device, progress=progress, **settings,
+                              callback=None if writer is None else lambda h: log_scalars(writer, {k: v for k, v in h.items() if k != 'epoch'}, h['epoch']))
 
 # %% ../nbs/06_readout.ipynb #3fdc5d59
 def _record_key(model, channels, seed): return f'{config_key(model, channels)}/seed{seed}'

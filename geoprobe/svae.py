@@ -535,14 +535,13 @@ def svae_job(config:SVAETrainConfig, # the run: its settings and the digests of 
     if val is not None and val_images['digest'] != config.val_data:
         raise StaleStateError(f"held-out images {val_images['digest']} are not the ones ({config.val_data}) this job was made for")
     noise = {} if images else dict(img_size=config.img_size, noise_kinds=config.noise_kinds)
-    writer, callback = (tensorboard_writer(save_dir, config) if tensorboard else None), options.pop('callback', None)
-    def on_step(step, mse):
-        log_scalars(writer, {'mse': mse}, step, flush=step % 50 == 0)
-        if callback is not None: callback(step, mse)
-    try: _, history = train_svae(load_input(images) if images else 'noise', config.arch, steps=config.steps, batch_size=config.batch_size, lr=config.lr,
-                                 seed=config.seed, val_images=val, ckpt_dir=save_dir, **noise, **options, callback=on_step)
-    finally:
-        if writer is not None: writer.close()
+    callback = options.pop('callback', None)
+    with tensorboard_writer(save_dir, config, tensorboard) as writer:
+        def on_step(step, mse):
+            log_scalars(writer, {'mse': mse}, step, flush=step % 50 == 0)
+            if callback is not None: callback(step, mse)
+        _, history = train_svae(load_input(images) if images else 'noise', config.arch, steps=config.steps, batch_size=config.batch_size, lr=config.lr,
+                                seed=config.seed, val_images=val, ckpt_dir=save_dir, **noise, **options, callback=on_step)
     final = [h for h in history if 'val_mse' in h][-1]
     return {'step': final['step'], 'val_mse': final['val_mse'], 'checkpoint': str(Path(save_dir)/'last.pt')}
 

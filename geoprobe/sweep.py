@@ -303,14 +303,12 @@ def w1_sweep_job(config:SweepConfig, # the sweep, passed whole to `run_sweep_wit
     device = resolve_device(device)
     seed = int(load_branch_checkpoint(path)['seed'])
     loaders = make_w1_loaders(train_data, test_data, config.batch_size, seed=seed + 5000, augment=config.augment, num_workers=num_workers, device=device)
-    writer = tensorboard_writer(save_dir, config) if tensorboard else None
-    def on_lambda(partial):
-        log_scalars(writer, partial['geometry'][-1], len(partial['trajectory']) - 1)
-        if callback is not None: callback(partial)
-    try: return run_sweep_with_geometry(path, *loaders, clean, inject_label_noise(clean, config.noise_rate, seed), config=config, device=device,
-                                        save_dir=save_dir, callback=on_lambda, progress=progress)
-    finally:
-        if writer is not None: writer.close()
+    with tensorboard_writer(save_dir, config, tensorboard) as writer:
+        def on_lambda(partial):
+            log_scalars(writer, partial['geometry'][-1], len(partial['trajectory']) - 1)
+            if callback is not None: callback(partial)
+        return run_sweep_with_geometry(path, *loaders, clean, inject_label_noise(clean, config.noise_rate, seed), config=config, device=device,
+                                       save_dir=save_dir, callback=on_lambda, progress=progress)
 
 # %% ../nbs/08_sweep.ipynb #8d2454a6
 def w1_sweep_configs(config:W1Config, # the experiment
@@ -458,18 +456,17 @@ def control_geometry_job(config:ControlConfig, # the control run
     train_t = noisy_t if config.labels == 'noisy' else clean_t
     points = set(_measure_points(config.epochs * len(loader), config.n_points))
     rows, step, start = [], 0, 0
-    writer = tensorboard_writer(save_dir, config) if tensorboard else None
     def measure():
         geo = [gradient_geometry(model, x.to(device), noisy_t[idx.to(device)], clean_t[idx.to(device)]) for x, _, idx in probe]
         rows.append({'seed': config.seed, 'labels': config.labels, 'step': step, 'epoch': step / len(loader), 'error': 1 - evaluate(model, test_loader, device),
                      **{k: float(np.mean([g[k] for g in geo])) for k in geo[0]}})
-        log_scalars(writer, {k: v for k, v in rows[-1].items() if k not in ('seed', 'step')}, step)
+        log_scalars(writer, {k: v for k, v in rows[-1].items() if k not in ('seed', 'step')}, step)   # `writer`: opened below, around the training
     saved = load_state(Path(save_dir)/CONTROL_STATE, config, recompute=True)
     if saved is not None:
         restore_training_state(saved, model, opt, loader, device)
         sched.load_state_dict(saved['scheduler'])
         rows, step, start = saved['rows'], saved['step'], saved['epoch']
-    with deterministic_kernels(config.deterministic):
+    with deterministic_kernels(config.deterministic), tensorboard_writer(save_dir, config, tensorboard) as writer:
         if step == 0 and not rows: measure()
         for ep in tqdm(range(start, config.epochs), desc=f'control ({config.labels} labels) seed {config.seed}', leave=False, disable=bar_off(progress)):
             model.train()
@@ -487,7 +484,6 @@ def control_geometry_job(config:ControlConfig, # the control run
             sched.step()
             save_state(training_state(model, opt, {'step': step, 'gv': None}, loader, epoch=ep + 1, rows=rows, scheduler=sched.state_dict()),
                        Path(save_dir)/CONTROL_STATE, config)
-    if writer is not None: writer.close()
     return rows
 
 

@@ -13,7 +13,7 @@ from .pipelines import (UsageError, writable_dir, checked_device, image_tensors,
 
 # %% auto #0
 __all__ = ['ENGINE_OPTIONS', 'add_config_options', 'config_options', 'add_engine_options', 'engine_option', 'build_parser',
-           'start_over', 'cell5_from_args', 'w1_from_args', 'main']
+           'start_over', 'cell5_from_args', 'w1_from_args', 'parse_command', 'main']
 
 # %% ../nbs/11_cli.ipynb #a349bd23
 def _option_type(annotation, default):
@@ -276,16 +276,23 @@ def _given_options(parser:argparse.ArgumentParser, argv:list[str]) -> set[str]:
     written = {t.split('=', 1)[0] for t in argv if t.startswith('--')}
     return {act.dest for act in parser._actions if written & set(act.option_strings)}
 
+def parse_command(argv:list[str], # arguments, e.g. ['readout', '--epochs', '3']
+                  parser:argparse.ArgumentParser|None=None, # from `build_parser` (None: a new one)
+                 ) -> argparse.Namespace:
+    "The parsed arguments, with `given`: the options written out on the command line (what overrides a `--config` file)."
+    parser = parser or build_parser()
+    args = parser.parse_args(argv)
+    args.given = set() if args.command is None else _given_options(parser._subparsers._group_actions[0].choices[args.command], argv)
+    return args
+
 def main(argv:list[str]|None=None, # arguments (default: sys.argv[1:])
         ) -> int:
     "Entry point of the `geoprobe` console script; returns the exit status."
     parser = build_parser()
-    argv = sys.argv[1:] if argv is None else list(argv)
-    args = parser.parse_args(argv)
+    args = parse_command(sys.argv[1:] if argv is None else list(argv), parser)
     if args.command is None:
         parser.print_help()
         return 0
-    args.given = _given_options(parser._subparsers._group_actions[0].choices[args.command], argv)
     from geoprobe.core import FolderBusyError, StaleStateError
     from geoprobe.distributed import JobsFailedError
     try: return args.run(args)

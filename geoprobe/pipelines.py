@@ -13,7 +13,7 @@ import pandas as pd
 
 from .core import config_dict, config_from_dict, load_json, save_json, make_manifest
 from .distributed import Engine, as_engine
-from .svae import SMALL_SVAE_TRAINING
+from .svae import SMALL_SVAE_TRAINING, SVAETrainConfig, small_svae_config
 from .maps import MapsConfig
 from .readout import ReadoutConfig, READOUT_SEEDS, parse_config, config_key
 from .dualgrad import PrepConfig, W1Data, PREP_SEEDS
@@ -111,7 +111,7 @@ class Cell5Config:
         for name in ('n_train', 'n_test'):
             if getattr(self, name) is not None and not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
                 raise UsageError(f'{name} must be a whole number ≥ 1 or None (all images), got {getattr(self, name)!r}')
-        if not isinstance(self.svae_steps, int) or self.svae_steps < 1: raise UsageError(f'steps must be at least 1, got {self.svae_steps!r}')
+        SVAETrainConfig(arch=small_svae_config(), steps=self.svae_steps)   # the small autoencoder's own check of its steps
         seeds = tuple(self.seeds)
         if not seeds or not all(isinstance(s, (int, np.integer)) for s in seeds): raise UsageError(f'seeds must be one or more whole numbers, got {self.seeds!r}')
         object.__setattr__(self, 'seeds', seeds)

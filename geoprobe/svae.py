@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .core import (tensorboard_writer, log_scalars, bar_off, atomic_write, check_config, config_dict, default_base_dir, load_torch, make_manifest, resolve_device,
+from .core import (tensorboard_writer, log_scalars, check_positive, bar_off, atomic_write, check_config, config_dict, default_base_dir, load_torch, make_manifest, resolve_device,
                            save_torch, set_seed, tensor_digest, folder_lock, set_aside, share_input, load_input, CorruptStateError, StaleStateError)
 from .data import InMemoryLoader, load_digits_images
 from .distributed import DONE_FILE, Engine, Experiment, Job
@@ -417,7 +417,7 @@ class SVAETrainConfig:
         self.arch = svae_arch(self.arch)
         for name in ('steps', 'batch_size'):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1: raise ValueError(f'{name} must be at least 1, got {getattr(self, name)!r}')
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0): raise ValueError(f'lr must be a positive finite number, got {self.lr!r}')
+        check_positive('lr', self.lr)
         if self.data == 'noise': self.noise_kinds = list(NOISE_KINDS) if self.noise_kinds is None else list(self.noise_kinds)
         else: self.img_size, self.noise_kinds = None, None
 

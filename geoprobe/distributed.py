@@ -194,7 +194,6 @@ def run_jobs(jobs:list[Job], # independent jobs, each with its own save_dir
         if job_result(j) is not None: report(execute_job(j), i)
         else: todo.append(i)
     if bar is not None and len(todo) < len(jobs): tqdm.write(f'{len(jobs) - len(todo)} of {len(jobs)} jobs reused (finished before)')
-    started = time.time()   # the time-left estimate counts only the jobs run now
     if todo: ENGINES[engine.name](jobs, todo, report, engine)
     if bar is not None: bar.close()
     return outcomes

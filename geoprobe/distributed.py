@@ -45,12 +45,14 @@ def _outcome(job, status, result=None, error=None, time_s=0.0):
     return {'name': job.name, 'status': status, 'result': result, 'error': error, 'time_s': time_s,
             'attempts': _attempts(job), 'save_dir': str(job.save_dir)}
 
+def _reused(job, saved): return _outcome(job, 'skipped', saved['result'], time_s=saved['time_s'])
+
 def execute_job(job:Job, # the job to run
                 threads:int|None=None, # torch CPU threads in this process while it runs (None: leave as is)
                ) -> dict:
     "Run `job` here unless it is done; return its outcome: name, status ('done', 'skipped', 'failed'), result, error, time_s, attempts."
     saved = job_result(job)
-    if saved is not None: return _outcome(job, 'skipped', saved['result'], time_s=saved['time_s'])
+    if saved is not None: return _reused(job, saved)
     if threads: torch.set_num_threads(threads)
     save_dir, t0 = Path(job.save_dir), time.time()
     try:
@@ -191,7 +193,8 @@ def run_jobs(jobs:list[Job], # independent jobs, each with its own save_dir
     report = lambda o, i: _report(o, outcomes, i, bar, on_result, started)
     todo = []
     for i, j in enumerate(jobs):
-        if job_result(j) is not None: report(execute_job(j), i)
+        saved = job_result(j)   # read once: a finished job is reported from it, not read again by `execute_job`
+        if saved is not None: report(_reused(j, saved), i)
         else: todo.append(i)
     if bar is not None and len(todo) < len(jobs): tqdm.write(f'{len(jobs) - len(todo)} of {len(jobs)} jobs reused (finished before)')
     if todo: ENGINES[engine.name](jobs, todo, report, engine)
